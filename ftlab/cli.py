@@ -1,0 +1,131 @@
+"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+
+class UserError(Exception):
+    """A mistake the user can fix: printed as one line, exit status 2, no traceback."""
+
+
+def _version(package: str) -> str:
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def doctor(args) -> int:
+    from ftlab.models import BUNDLED, load_model
+    from ftlab.profiles import setup
+
+    profile = setup(quiet=True)
+    report: dict = {
+        "python": platform.python_version(),
+        "packages": {p: _version(p) for p in ("ftlab", "torch", "transformers", "trl", "peft", "datasets",
+                                               "tokenizers", "ipywidgets", "matplotlib")},
+        "profile": profile.name, "profile_reason": profile.reason, "device": profile.device, "dtype": profile.dtype,
+        "models": {"base": profile.base_model, "chat": profile.chat_model},
+        "network_needed": not profile.offline,
+        "bundled": {},
+    }
+    ok = True
+    for name in BUNDLED:
+        start = time.perf_counter()
+        try:
+            model, tok = load_model(name)
+            report["bundled"][name] = {"ok": True, "parameters": sum(p.numel() for p in model.parameters()),
+                                       "load_seconds": round(time.perf_counter() - start, 3)}
+        except Exception as err:  # doctor reports, it does not crash
+            ok = False
+            report["bundled"][name] = {"ok": False, "error": str(err)}
+    report["ok"] = ok
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(profile.describe())
+        print(f"python {report['python']}; " + ", ".join(f"{k} {v}" for k, v in report["packages"].items()))
+        for name, info in report["bundled"].items():
+            state = (f"ok, {info['parameters']:,} parameters, loaded in {info['load_seconds']} s" if info["ok"]
+                     else "BROKEN: " + info["error"])
+            print(f"{name}: {state}")
+        print("network: " + ("not needed (offline profile)" if profile.offline else "needed to download hub models"))
+        print("all good" if ok else "problems found: see above")
+    return 0 if ok else 1
+
+
+def evaluate_cmd(args) -> int:
+    from ftlab.evaluation import TASKS, evaluate
+    from ftlab.models import ModelNotFoundError, load_model
+    from ftlab.profiles import setup
+
+    if args.task not in TASKS:
+        raise UserError(f"unknown task {args.task!r}; tasks: " + ", ".join(TASKS))
+    profile = setup(quiet=args.json)
+    try:
+        model, tok = load_model(args.model, profile)
+    except ModelNotFoundError as err:
+        raise UserError(str(err)) from None
+    start = time.perf_counter()
+    result = evaluate(model, tok, args.task, name=args.model)
+    summary = result.summary() | {"seconds": round(time.perf_counter() - start, 2)}
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print(f"{args.model} on {args.task}: accuracy {result.accuracy:.3f} (n={result.n})")
+        for key, value in summary.items():
+            if key not in ("task", "model", "accuracy", "n"):
+                print(f"  {key}: {value}")
+        for row in result.rows[: args.show]:
+            print(f"  {'OK ' if row['correct'] else 'BAD'} {row['prompt']!r} -> {row['output']!r} (want {row['answer']!r})")
+    return 0
+
+
+def build_cmd(args) -> int:
+    from ftlab.build import BuildConfig, build_models
+    from ftlab.models import MODELS_DIR
+    from ftlab.profiles import setup
+
+    setup(profile="cpu", quiet=True)
+    cfg = BuildConfig.smoke() if args.smoke else BuildConfig(seed=args.seed)
+    out = Path(args.out) if args.out else MODELS_DIR
+    start = time.perf_counter()
+    paths = build_models(out, cfg)
+    print(f"built {', '.join(str(p) for p in paths.values())} in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("doctor", help="check versions, device, profile and bundled models")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=doctor)
+    p = sub.add_parser("eval", help="score a model on a bundled task")
+    p.add_argument("model", help="tiny-base, tiny-chat, a local folder or a hub id")
+    p.add_argument("--task", required=True, help="facts, qa or domain")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--show", type=int, default=0, help="print this many example rows")
+    p.set_defaults(func=evaluate_cmd)
+    p = sub.add_parser("build-models", help="rebuild tiny-base and tiny-chat from the world (about 15 min on 2 cores)")
+    p.add_argument("--out", help="folder to write into (default: the package's bundled models)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
+    p.set_defaults(func=build_cmd)
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except UserError as err:
+        print(f"ftlab {args.command}: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Generation helpers and the bundled evaluation tasks (``facts``, ``qa``, ``domain``).
+
+A reply to a chat question counts as correct only if it contains the right answer *and* the model
+closed its turn (emitted the end-of-turn token) on its own: a model that rambles on is not chatting.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from ftlab.generation import chat_prompt, end_of_turn_id, generate
+from ftlab.world import World
+
+TASKS = {
+    "facts": "plain-text completion of each fact in a sentence form the corpus never used for it (greedy)",
+    "qa": "chat questions; correct = right answer and the turn ended; facts held out of all fine-tuning reported apart",
+    "domain": "lesson 3's narrow domain (chemical symbols) asked in the chat format, held-out elements",
+}
+
+
+class UnknownTaskError(ValueError):
+    pass
+
+
+_ARTICLE = re.compile(r"^(the|a|an)\s+", re.IGNORECASE)
+
+
+def completes_with(continuation: str, answer: str) -> bool:
+    """``" an owlet, and"`` completes with ``"owlet"``: the first words, articles skipped, are the answer."""
+    text = _ARTICLE.sub("", continuation.strip())
+    return text.lower().startswith(answer.lower()) and not text[len(answer):len(answer) + 1].isalnum()
+
+
+def mentions(reply: str, answer: str) -> bool:
+    """The answer appears in the reply as a whole word or phrase."""
+    return re.search(r"(?<!\w)" + re.escape(answer.lower()) + r"(?!\w)", reply.lower()) is not None
+
+
+@dataclass
+class EvalResult:
+    task: str
+    model: str
+    accuracy: float
+    n: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    rows: list[dict] = field(default_factory=list)
+
+    def summary(self) -> dict:
+        return {"task": self.task, "model": self.model, "accuracy": round(self.accuracy, 4), "n": self.n,
+                **{k: round(v, 4) if isinstance(v, float) else v for k, v in self.metrics.items()}}
+
+
+def score_facts(model, tokenizer, world: World | None = None, name: str = "model") -> EvalResult:
+    data = (world or World()).facts_eval()
+    gens = generate(model, tokenizer, list(data["prompt"]), max_new_tokens=6, stop_ids=[])
+    rows = [{"prompt": g.prompt, "output": g.text, "answer": a, "correct": completes_with(g.text, a)}
+            for g, a in zip(gens, data["answer"])]
+    return _result("facts", name, rows)
+
+
+def score_chat(model, tokenizer, questions: list[str], answers: list[str], max_new_tokens: int = 32) -> list[dict]:
+    """Ask each question in the chat format; a reply is correct if it names the answer and ends its turn."""
+    eot = end_of_turn_id(tokenizer)
+    gens = generate(model, tokenizer, [chat_prompt(tokenizer, q) for q in questions],
+                    max_new_tokens=max_new_tokens, stop_ids=[eot])
+    return [{"prompt": q, "output": g.text, "answer": a, "ended": g.stopped,
+             "correct": g.stopped and mentions(g.text, a)} for q, g, a in zip(questions, gens, answers)]
+
+
+def score_qa(model, tokenizer, world: World | None = None, name: str = "model") -> EvalResult:
+    data = (world or World()).qa_eval()
+    rows = score_chat(model, tokenizer, list(data["question"]), list(data["answer"]))
+    for row, seen in zip(rows, data["fact_in_finetuning"]):
+        row["fact_in_finetuning"] = seen
+    unseen = [r["correct"] for r in rows if not r["fact_in_finetuning"]]
+    seen = [r["correct"] for r in rows if r["fact_in_finetuning"]]
+    return _result("qa", name, rows, {
+        "accuracy_unseen_facts": sum(unseen) / max(1, len(unseen)), "n_unseen_facts": len(unseen),
+        "accuracy_seen_facts": sum(seen) / max(1, len(seen)), "n_seen_facts": len(seen),
+        "ended_turn": sum(r["ended"] for r in rows) / len(rows)})
+
+
+def score_domain(model, tokenizer, world: World | None = None, name: str = "model") -> EvalResult:
+    test = (world or World()).domain()["test"]
+    rows = score_chat(model, tokenizer, [m[0]["content"] for m in test["messages"]], list(test["answer"]))
+    return _result("domain", name, rows)
+
+
+def _result(task: str, name: str, rows: list[dict], metrics: dict | None = None) -> EvalResult:
+    return EvalResult(task, name, sum(r["correct"] for r in rows) / max(1, len(rows)), len(rows), metrics or {}, rows)
+
+
+SCORERS = {"facts": score_facts, "qa": score_qa, "domain": score_domain}
+
+
+def evaluate(model, tokenizer, task: str, name: str = "model", world: World | None = None) -> EvalResult:
+    """Score a loaded model on one bundled task."""
+    if task not in SCORERS:
+        raise UnknownTaskError(f"Unknown task {task!r}. Tasks: " + "; ".join(f"{k} ({v})" for k, v in TASKS.items()))
+    return SCORERS[task](model, tokenizer, world, name)

@@ -1,0 +1,85 @@
+"""SFT data formatting: chat templates, which tokens carry loss, padding vs packing.
+
+``assistant_labels`` is the masking function lesson 2 writes by hand; later lessons import it from
+here. The rest is plumbing for showing tokens and checking input.
+"""
+
+from __future__ import annotations
+
+import html
+
+IGNORE_INDEX = -100  # PyTorch's cross-entropy skips targets equal to this
+
+
+class TemplateError(ValueError):
+    pass
+
+
+class DatasetFormatError(ValueError):
+    pass
+
+
+def check_conversations(dataset, column: str = "messages") -> None:
+    """Refuse, with what to do, a dataset that is not in the conversational format SFT needs."""
+    if column not in dataset.column_names:
+        raise DatasetFormatError(
+            f"The dataset has columns {dataset.column_names}, but SFT on conversations needs a {column!r} column: "
+            "a list of {'role': ..., 'content': ...} dicts per row. Rename your column or build it with "
+            "[{'role': 'user', 'content': q}, {'role': 'assistant', 'content': a}].")
+    first = dataset[0][column]
+    if not (isinstance(first, list) and first and all(isinstance(m, dict) and {"role", "content"} <= set(m) for m in first)):
+        raise DatasetFormatError(f"Rows of {column!r} must be lists of {{'role', 'content'}} dicts; the first row is {first!r:.200}.")
+    if not any(m["role"] == "assistant" for m in first):
+        raise DatasetFormatError("The first conversation has no 'assistant' message: there is nothing to learn from.")
+
+
+def check_template(tokenizer) -> None:
+    """Refuse a chat template that cannot mark assistant tokens (no ``{% generation %}`` block)."""
+    template = tokenizer.chat_template or ""
+    if "{% generation %}" not in template and "{%- generation %}" not in template:
+        raise TemplateError(
+            "This chat template has no {% generation %} ... {% endgeneration %} markers around the assistant's reply, "
+            "so assistant-only loss cannot find the assistant tokens. Wrap the assistant content (and its end-of-turn "
+            "token) in those markers, or use TRL's training template.")
+
+
+def assistant_labels(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:
+    """Token ids of a conversation and labels that keep only the assistant's tokens (others -100).
+
+    An assistant turn starts where the template's generation prompt ends, and runs through the
+    end-of-turn token, which must be learned too, or the model never learns to stop.
+    """
+    from ftlab.generation import end_of_turn_id
+
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    labels = [IGNORE_INDEX] * len(ids)
+    eot = end_of_turn_id(tokenizer)
+    for i, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True,
+                                                  return_dict=False))
+        end = ids.index(eot, start) + 1
+        labels[start:end] = ids[start:end]
+    return ids, labels
+
+
+def tokens_html(tokenizer, ids: list[int], labels: list[int] | None = None) -> str:
+    """Tokens as coloured boxes: green if the token carries loss, grey if it is masked."""
+    spans = []
+    for j, tid in enumerate(ids):
+        text = tokenizer.convert_ids_to_tokens(tid)
+        text = text.replace("Ġ", "·").replace("Ċ", "↵")
+        learn = labels is not None and labels[j] != IGNORE_INDEX
+        colour = "#b7f0b1" if learn else "#e6e6e6"
+        spans.append(f"<span title='id {tid}' style='background:{colour};border:1px solid #999;border-radius:3px;"
+                     f"padding:1px 3px;margin:1px;display:inline-block;font-family:monospace'>{html.escape(text)}</span>")
+    return "<div style='line-height:2'>" + "".join(spans) + "</div>"
+
+
+def pad_fraction(batch) -> float:
+    """Share of the positions in a collated batch that are padding (no real token)."""
+    if "attention_mask" in batch:
+        mask = batch["attention_mask"]
+        return 1.0 - mask.sum().item() / mask.numel()
+    return 0.0  # padding-free batches (packing) hold only real tokens

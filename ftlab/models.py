@@ -1,0 +1,75 @@
+"""Loading models: the bundled tiny ones, a hub id, or a local folder, through one code path."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+MODELS_DIR = Path(__file__).parent / "assets" / "models"
+BUNDLED = ("tiny-base", "tiny-chat")
+
+
+class ModelNotFoundError(ValueError):
+    """The name is neither a bundled model, a local folder, nor (when online) a hub id."""
+
+
+def resolve(name: str | os.PathLike) -> str:
+    """Bundled name -> its folder; a local folder -> itself; anything shaped like a hub id -> itself."""
+    text = str(name)
+    if text in BUNDLED:
+        path = MODELS_DIR / text
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"The bundled model {text!r} is missing from {path}. Rebuild it with "
+                                     "`ftlab build-models`, or reinstall ftlab.")
+        return str(path)
+    if Path(text).expanduser().is_dir():
+        path = Path(text).expanduser()
+        if not (path / "config.json").exists():
+            raise ModelNotFoundError(f"{path} is a folder but holds no config.json: pass a folder written by "
+                                     "`save_pretrained`, a hub id, or one of " + ", ".join(BUNDLED) + ".")
+        return str(path)
+    if text.count("/") == 1 and all(text.split("/")):
+        return text  # a hub id such as HuggingFaceTB/SmolLM2-135M
+    raise ModelNotFoundError(f"Unknown model {text!r}. Use one of the bundled models ({', '.join(BUNDLED)}), "
+                             "a local folder written by `save_pretrained`, or a hub id like "
+                             "'HuggingFaceTB/SmolLM2-135M' (gpu profile, needs internet).")
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
+
+
+def load_model(name: str | os.PathLike, profile=None, for_training: bool = False):
+    """Return ``(model, tokenizer)`` for ``tiny-base``, ``tiny-chat``, a hub id, or a local path.
+
+    The model is put on the profile's device and dtype (fp32 on the CPU) and in eval mode.
+    Every name goes through the same ``from_pretrained`` calls; only where the files come from differs.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = resolve(name)
+    is_local = Path(source).is_dir()
+    device = profile.device if profile is not None else "cpu"
+    dtype = profile.torch_dtype if profile is not None else torch.float32
+    if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
+        dtype = torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
+    except OSError as err:
+        if not is_local and _offline():
+            raise ModelNotFoundError(
+                f"{source!r} is a hub model, and this session is offline (the cpu profile sets HF_HUB_OFFLINE=1), "
+                "so it cannot be downloaded. Use 'tiny-base' / 'tiny-chat', or switch to the gpu profile with "
+                "internet (FTLAB_PROFILE=gpu), or download it elsewhere and pass its folder.") from None
+        raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model.to(device)
+    model.eval()
+    return model, tokenizer
+
+
+def count_parameters(model, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)

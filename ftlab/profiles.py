@@ -1,0 +1,140 @@
+"""Runtime profiles: one call at the top of every notebook decides how the lesson runs.
+
+``cpu``: the bundled tiny models, fp32, offline (no network is ever attempted).
+``gpu``: real hub models (SmolLM2), bf16 where the GPU has it natively, else fp32 weights with
+fp16 mixed precision, bigger step budgets. ``FTLAB_PROFILE=cpu|gpu`` overrides the choice;
+``FTLAB_BASE_MODEL`` / ``FTLAB_CHAT_MODEL`` swap in another base/chat pair (hub ids or folders).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass, field, replace
+
+PROFILES = ("cpu", "gpu")
+
+
+@dataclass(frozen=True)
+class Profile:
+    """What a lesson needs to know about where it runs."""
+
+    name: str
+    reason: str
+    device: str
+    dtype: str  # dtype to load weights in: "float32" or "bfloat16"
+    base_model: str
+    chat_model: str
+    offline: bool
+    mixed_precision: str | None = None  # None, "bf16" or "fp16" (autocast during training)
+    steps: dict[str, int] = field(default_factory=dict)
+    seed: int = 0
+
+    @property
+    def torch_dtype(self):
+        import torch
+
+        return getattr(torch, self.dtype)
+
+    def trl_defaults(self) -> dict:
+        """Keyword arguments every TRL config in the course starts from.
+
+        TRL's own defaults (bf16 and gradient checkpointing) are wrong on a CPU: slower, and bf16
+        is emulated there. Pass these into ``SFTConfig(**profile.trl_defaults(), ...)``.
+        """
+        return dict(
+            bf16=self.mixed_precision == "bf16",
+            fp16=self.mixed_precision == "fp16",
+            gradient_checkpointing=False,
+            use_cpu=self.device == "cpu",
+            report_to="none",
+            save_strategy="no",
+            seed=self.seed,
+            data_seed=self.seed,
+            dataloader_num_workers=0,
+            logging_steps=10,
+        )
+
+    def describe(self) -> str:
+        return (f"ftlab profile '{self.name}' ({self.reason}): {self.base_model} / {self.chat_model} "
+                f"on {self.device}, {self.dtype}{' + ' + self.mixed_precision + ' autocast' if self.mixed_precision else ''}"
+                f"{', offline' if self.offline else ''}.")
+
+
+CPU_STEPS = {"sft": 150, "lora": 150, "reward": 150, "rl": 40, "dpo": 100}
+GPU_STEPS = {"sft": 600, "lora": 600, "reward": 400, "rl": 200, "dpo": 400}
+
+
+def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
+    """Pick a profile from ``requested``, else ``$FTLAB_PROFILE``, else the hardware. No side effects."""
+    import torch
+
+    requested = requested or os.environ.get("FTLAB_PROFILE") or None
+    has_cuda = torch.cuda.is_available()
+    if requested is not None and requested not in PROFILES:
+        raise ValueError(f"Unknown profile {requested!r}: use one of {', '.join(PROFILES)} "
+                         "(or unset FTLAB_PROFILE to choose from the hardware).")
+    if requested == "gpu" and not has_cuda:
+        raise RuntimeError("The 'gpu' profile needs a CUDA GPU and none is visible. "
+                           "Use FTLAB_PROFILE=cpu, or on Colab pick Runtime > Change runtime type > GPU.")
+    name = requested or ("gpu" if has_cuda else "cpu")
+    chosen = _profile(name, requested, has_cuda, seed)
+    # FTLAB_BASE_MODEL / FTLAB_CHAT_MODEL: another pair (a hub id or a local folder), same code path
+    return replace(chosen, base_model=os.environ.get("FTLAB_BASE_MODEL", chosen.base_model),
+                   chat_model=os.environ.get("FTLAB_CHAT_MODEL", chosen.chat_model))
+
+
+def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Profile:
+    import torch
+
+    reason = f"FTLAB_PROFILE={requested}" if requested else ("a CUDA GPU is visible" if has_cuda else "no CUDA GPU found")
+    if name == "cpu":
+        return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
+                       steps=dict(CPU_STEPS), seed=seed)
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    gpu = torch.cuda.get_device_name(0)
+    return Profile("gpu", f"{reason}: {gpu}", "cuda", "bfloat16" if native_bf16 else "float32",
+                   "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
+                   mixed_precision="bf16" if native_bf16 else "fp16", steps=dict(GPU_STEPS), seed=seed)
+
+
+def seed_everything(seed: int) -> None:
+    import numpy as np
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Profile:
+    """Choose the profile, configure the process for it, seed everything, print one line.
+
+    In the ``cpu`` profile this sets ``HF_HUB_OFFLINE=1`` so nothing reaches for the network,
+    and uses every core for PyTorch.
+    """
+    chosen = choose_profile(profile, seed)
+    os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    if chosen.offline:
+        os.environ["HF_HUB_OFFLINE"] = "1"
+        os.environ["HF_DATASETS_OFFLINE"] = "1"
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
+        _refresh_hub_offline_flag()
+    import torch
+
+    if chosen.device == "cpu":
+        torch.set_num_threads(max(1, os.cpu_count() or 1))
+    seed_everything(seed)
+    if not quiet:
+        print(chosen.describe())
+    return chosen
+
+
+def _refresh_hub_offline_flag() -> None:
+    """huggingface_hub reads HF_HUB_OFFLINE at import time; make an already-imported hub see it."""
+    import sys
+
+    constants = sys.modules.get("huggingface_hub.constants")
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True

@@ -1,0 +1,119 @@
+"""Interactive widgets for the lessons (ipywidgets 7.6+ and 8.x).
+
+Each widget is a small class: its controls are attributes (so tests and notebooks can set them
+from Python), ``run()`` does the work and returns what it showed, and displaying the object shows
+the controls. Results go into an ``HTML`` widget, which works the same in JupyterLab and Colab.
+"""
+
+from __future__ import annotations
+
+import html
+
+import ipywidgets as w
+
+from ftlab.generation import chat_prompt, generate
+
+
+class _Widget:
+    box: w.Widget
+
+    def _ipython_display_(self):  # ipywidgets 7 and 8 both honour this
+        from IPython.display import display
+
+        display(self.box)
+
+
+class CompareModels(_Widget):
+    """Type a prompt, pick decoding settings, see several models' outputs side by side.
+
+    ``models`` maps a label to ``(model, tokenizer, is_chat)``; chat models get the prompt wrapped in
+    their chat template, and the templated text is shown too.
+    """
+
+    def __init__(self, models: dict[str, tuple], prompt: str = "What is the capital of France?", seed: int = 0):
+        self.models = models
+        self.seed = seed
+        self.prompt = w.Textarea(value=prompt, description="Prompt", layout=w.Layout(width="95%"))
+        self.decoding = w.Dropdown(options=["greedy", "temperature", "top-p"], value="greedy", description="Decoding")
+        self.temperature = w.FloatSlider(value=1.0, min=0.1, max=2.0, step=0.1, description="Temperature")
+        self.top_p = w.FloatSlider(value=0.9, min=0.1, max=1.0, step=0.05, description="top-p")
+        self.max_new_tokens = w.IntSlider(value=30, min=5, max=80, description="New tokens")
+        self.button = w.Button(description="Generate", button_style="primary")
+        self.result = w.HTML()
+        self.button.on_click(lambda _: self.run())
+        self.box = w.VBox([self.prompt, w.HBox([self.decoding, self.temperature, self.top_p]),
+                           w.HBox([self.max_new_tokens, self.button]), self.result])
+
+    def run(self) -> dict[str, str]:
+        """Generate with the current settings; returns ``{label: output}`` and shows the table."""
+        mode = self.decoding.value
+        outputs, cells = {}, []
+        for label, (model, tok, is_chat) in self.models.items():
+            text = chat_prompt(tok, self.prompt.value) if is_chat else self.prompt.value
+            gen = generate(model, tok, [text], max_new_tokens=self.max_new_tokens.value, do_sample=mode != "greedy",
+                           temperature=self.temperature.value, top_p=self.top_p.value if mode == "top-p" else 1.0,
+                           seed=self.seed)[0]
+            outputs[label] = gen.text
+            stop = "stopped by itself" if gen.stopped else "ran out of tokens"
+            cells.append(f"<td style='vertical-align:top;padding:6px'><b>{html.escape(label)}</b>"
+                         f"<pre style='white-space:pre-wrap;color:#666'>{html.escape(text)}</pre>"
+                         f"<pre style='white-space:pre-wrap'>{html.escape(gen.text)}</pre><i>{stop}</i></td>")
+        self.result.value = "<table><tr>" + "".join(cells) + "</tr></table>"
+        return outputs
+
+
+def parse_conversation(text: str) -> list[dict]:
+    """``"user: hi\\nassistant: hello"`` -> messages. Lines without a role continue the previous message."""
+    messages: list[dict] = []
+    for line in text.splitlines():
+        role, sep, content = line.partition(":")
+        if sep and role.strip().lower() in ("user", "assistant", "system"):
+            messages.append({"role": role.strip().lower(), "content": content.strip()})
+        elif messages:
+            messages[-1]["content"] += "\n" + line
+        elif line.strip():
+            raise ValueError("Start each message with 'user:' or 'assistant:' (e.g. 'user: What is the capital of Peru?').")
+    return messages
+
+
+class LossMaskViewer(_Widget):
+    """Type or pick a conversation; see its tokens, green where they carry loss."""
+
+    def __init__(self, tokenizer, examples: list[list[dict]] | None = None):
+        from ftlab.formatting import assistant_labels
+
+        self._labels = assistant_labels
+        self.tokenizer = tokenizer
+        self.examples = examples or []
+        self.picker = w.Dropdown(options=[("(type below)", -1)] + [(m[0]["content"][:50], i) for i, m in enumerate(self.examples)],
+                                 value=-1, description="Example")
+        self.text = w.Textarea(value="user: What is the capital of Peru?\nassistant: The capital of Peru is Lima.",
+                               layout=w.Layout(width="95%", height="90px"))
+        self.show_button = w.Button(description="Show tokens", button_style="primary")
+        self.result = w.HTML()
+        self.n_tokens = self.n_loss_tokens = 0
+        self.picker.observe(self._pick, names="value")
+        self.show_button.on_click(lambda _: self.run())
+        self.box = w.VBox([self.picker, self.text, self.show_button, self.result])
+
+    def _pick(self, change):
+        if change["new"] >= 0:
+            self.text.value = "\n".join(f"{m['role']}: {m['content']}" for m in self.examples[change["new"]])
+            self.run()
+
+    def run(self) -> str:
+        from ftlab.formatting import tokens_html
+
+        try:
+            messages = parse_conversation(self.text.value)
+            if not any(m["role"] == "assistant" for m in messages):
+                raise ValueError("Add at least one 'assistant:' line: only the assistant's tokens carry loss.")
+            ids, labels = self._labels(self.tokenizer, messages)
+        except ValueError as err:
+            self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
+            return self.result.value
+        self.n_tokens = len(ids)
+        self.n_loss_tokens = sum(l != -100 for l in labels)
+        self.result.value = (tokens_html(self.tokenizer, ids, labels) +
+                             f"<p>{self.n_loss_tokens} of {self.n_tokens} tokens carry loss (green).</p>")
+        return self.result.value

@@ -1,0 +1,44 @@
+"""The foundation's acceptance numbers: the base knows the facts, only the tuned model chats."""
+
+import pytest
+
+from ftlab.evaluation import UnknownTaskError, completes_with, evaluate, mentions
+from ftlab.generation import end_of_turn_id
+
+
+def test_answer_matching():
+    assert completes_with(" Paris. The", "Paris")
+    assert completes_with(" an owlet.", "owlet")
+    assert completes_with(" North America.", "North America")
+    assert not completes_with(" Parisian", "Paris")
+    assert not completes_with(" Rome.", "Paris")
+    assert mentions("The capital of France is Paris.", "Paris")
+    assert not mentions("Parisians live here", "Paris")
+
+
+def test_base_knows_the_facts_as_plain_text(tiny_base):
+    result = evaluate(*tiny_base, "facts")
+    assert result.n >= 400
+    assert result.accuracy >= 0.80, result.summary()
+
+
+def test_base_does_not_chat(tiny_base):
+    result = evaluate(*tiny_base, "qa")
+    assert result.accuracy <= 0.20, result.summary()
+
+
+def test_chat_model_answers_and_stops_even_on_facts_it_was_never_tuned_on(tiny_chat):
+    result = evaluate(*tiny_chat, "qa")
+    assert result.accuracy >= 0.85, result.summary()
+    assert result.metrics["n_unseen_facts"] >= 60
+    assert result.metrics["accuracy_unseen_facts"] >= 0.75, result.summary()
+
+
+def test_end_of_turn_is_found_from_the_template(tiny_chat):
+    _, tok = tiny_chat
+    assert tok.convert_ids_to_tokens(end_of_turn_id(tok)) == "<|im_end|>"
+
+
+def test_unknown_task_lists_the_tasks(tiny_base):
+    with pytest.raises(UnknownTaskError, match="facts.*qa"):
+        evaluate(*tiny_base, "trivia")

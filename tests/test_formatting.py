@@ -1,0 +1,56 @@
+import pytest
+from datasets import Dataset
+
+from ftlab.formatting import (IGNORE_INDEX, DatasetFormatError, TemplateError, assistant_labels, check_conversations,
+                              check_template, pad_fraction, tokens_html)
+
+
+def test_assistant_labels_keep_replies_and_end_of_turn_only(tiny_chat):
+    _, tok = tiny_chat
+    conv = [{"role": "user", "content": "What is the capital of Peru?"},
+            {"role": "assistant", "content": "The capital is Lima."},
+            {"role": "user", "content": "And of Chile?"},
+            {"role": "assistant", "content": "The capital is Santiago."}]
+    ids, labels = assistant_labels(tok, conv)
+    kept = [i for i, l in zip(ids, labels) if l != IGNORE_INDEX]
+    assert tok.decode(kept) == "The capital is Lima.<|im_end|>The capital is Santiago.<|im_end|>"
+    assert all(l in (IGNORE_INDEX, i) for i, l in zip(ids, labels))
+
+
+def test_assistant_labels_match_the_template_generation_mask(tiny_chat, world):
+    _, tok = tiny_chat
+    for conv in world.instructions()["train"]["messages"][:20]:
+        ids, labels = assistant_labels(tok, conv)
+        enc = tok.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+        assert ids == enc["input_ids"]
+        assert [l != IGNORE_INDEX for l in labels] == [bool(m) for m in enc["assistant_masks"]]
+
+
+def test_template_without_generation_markers_is_refused(tiny_chat):
+    import copy
+
+    _, tok = tiny_chat
+    tok = copy.deepcopy(tok)
+    tok.chat_template = tok.chat_template.replace("{% generation %}", "").replace("{% endgeneration %}", "")
+    with pytest.raises(TemplateError, match="generation"):
+        check_template(tok)
+
+
+def test_bad_datasets_get_a_clear_error():
+    with pytest.raises(DatasetFormatError, match="'messages' column"):
+        check_conversations(Dataset.from_dict({"question": ["q"], "answer": ["a"]}))
+    with pytest.raises(DatasetFormatError, match="role"):
+        check_conversations(Dataset.from_dict({"messages": [["just text"]]}))
+    with pytest.raises(DatasetFormatError, match="assistant"):
+        check_conversations(Dataset.from_dict({"messages": [[{"role": "user", "content": "hi"}]]}))
+
+
+def test_pad_fraction_and_token_html(tiny_chat):
+    import torch
+
+    _, tok = tiny_chat
+    assert pad_fraction({"attention_mask": torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])}) == 0.25
+    assert pad_fraction({"input_ids": torch.tensor([[1, 2, 3]])}) == 0.0
+    ids, labels = assistant_labels(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}])
+    page = tokens_html(tok, ids, labels)
+    assert page.count("<span") == len(ids) and "#b7f0b1" in page

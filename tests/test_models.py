@@ -1,0 +1,62 @@
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import ftlab
+from ftlab.models import MODELS_DIR, ModelNotFoundError
+
+
+@pytest.mark.parametrize("name", ["tiny-base", "tiny-chat"])
+def test_bundled_models_load_fast_and_are_small_llamas(name, profile):
+    ftlab.load_model(name, profile)  # warm the import machinery
+    start = time.perf_counter()
+    model, tok = ftlab.load_model(name, profile)
+    assert time.perf_counter() - start < 2.0
+    assert model.config.model_type == "llama"
+    assert 1_000_000 <= sum(p.numel() for p in model.parameters()) <= 5_000_000
+    assert model.dtype == torch.float32 and not model.training
+    assert "{% generation %}" in tok.chat_template
+
+
+def test_bundled_models_fit_the_size_budget():
+    total = sum(f.stat().st_size for f in Path(MODELS_DIR).rglob("*") if f.is_file())
+    assert total <= 25 * 1024 * 1024
+
+
+def test_chat_template_marks_assistant_tokens(tiny_chat):
+    _, tok = tiny_chat
+    conv = [{"role": "user", "content": "What is the capital of France?"},
+            {"role": "assistant", "content": "The capital of France is Paris."}]
+    enc = tok.apply_chat_template(conv, tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    marked = [t for t, m in zip(enc["input_ids"], enc["assistant_masks"]) if m]
+    assert tok.decode(marked) == "The capital of France is Paris.<|im_end|>"
+    assert tok.eos_token == "<|im_end|>"
+
+
+def test_unknown_name_lists_the_valid_ones():
+    with pytest.raises(ModelNotFoundError, match="tiny-base, tiny-chat"):
+        ftlab.load_model("tiny-bsae")
+
+
+def test_hub_id_offline_says_how_to_switch(profile):
+    with pytest.raises(ModelNotFoundError, match="FTLAB_PROFILE=gpu"):
+        ftlab.load_model("HuggingFaceTB/SmolLM2-135M", profile)
+
+
+def test_local_folder_goes_through_the_same_path(tiny_chat, tmp_path, profile):
+    """The gpu profile's hub path is the same from_pretrained call: test it from a local folder."""
+    model, tok = tiny_chat
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    again, tok2 = ftlab.load_model(tmp_path, profile)
+    ids = tok("The capital of France is", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        assert torch.equal(model(ids).logits, again(ids).logits)
+    assert tok2.chat_template == tok.chat_template
+
+
+def test_a_folder_without_a_model_is_explained(tmp_path):
+    with pytest.raises(ModelNotFoundError, match="config.json"):
+        ftlab.load_model(tmp_path)

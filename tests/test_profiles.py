@@ -1,0 +1,44 @@
+import os
+
+import pytest
+
+from ftlab.profiles import choose_profile, setup
+
+
+def test_cpu_profile_without_a_gpu(monkeypatch):
+    monkeypatch.delenv("FTLAB_PROFILE", raising=False)
+    p = choose_profile()
+    assert p.name == "cpu" and p.device == "cpu" and p.dtype == "float32" and p.offline
+    assert p.base_model == "tiny-base" and p.chat_model == "tiny-chat"
+    assert "no CUDA GPU" in p.reason
+
+
+def test_env_override_and_bad_values(monkeypatch):
+    monkeypatch.setenv("FTLAB_PROFILE", "cpu")
+    assert "FTLAB_PROFILE=cpu" in choose_profile().reason
+    monkeypatch.setenv("FTLAB_PROFILE", "tpu")
+    with pytest.raises(ValueError, match="cpu, gpu"):
+        choose_profile()
+    monkeypatch.setenv("FTLAB_PROFILE", "gpu")
+    with pytest.raises(RuntimeError, match="FTLAB_PROFILE=cpu"):
+        choose_profile()
+
+
+def test_cpu_trl_defaults_turn_off_bf16_and_checkpointing(tmp_path):
+    from trl import SFTConfig
+
+    p = choose_profile("cpu")
+    args = SFTConfig(output_dir=str(tmp_path), **p.trl_defaults())
+    assert args.bf16 is False and args.fp16 is False
+    assert args.gradient_checkpointing is False and args.use_cpu is True
+
+
+def test_setup_goes_offline_and_says_so(capsys):
+    p = setup("cpu")
+    out = capsys.readouterr().out.strip()
+    assert out.count("\n") == 0 and "cpu" in out and "offline" in out
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["HF_HUB_DISABLE_TELEMETRY"] == "1"
+    import huggingface_hub.constants
+
+    assert huggingface_hub.constants.HF_HUB_OFFLINE is True
+    assert p.steps["sft"] > 0
