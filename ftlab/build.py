@@ -131,12 +131,14 @@ def sft(model, tokenizer, dataset, cfg: BuildConfig, out_dir: Path):
     """tiny-chat: TRL's SFTTrainer, loss on assistant tokens only, fp32 on the CPU."""
     from trl import SFTConfig, SFTTrainer
 
+    from ftlab.profiles import choose_profile
+
     args = SFTConfig(
         output_dir=str(out_dir), num_train_epochs=cfg.sft_epochs, learning_rate=cfg.sft_lr,
         per_device_train_batch_size=cfg.sft_batch, assistant_only_loss=True, max_length=cfg.context,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=20, save_strategy="no", report_to="none",
-        bf16=False, fp16=False, gradient_checkpointing=False, use_cpu=not torch.cuda.is_available(),
-        seed=cfg.seed, dataloader_num_workers=0, disable_tqdm=True,
+        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=20,
+        seed=cfg.seed, disable_tqdm=True,
+        **{k: v for k, v in choose_profile("cpu").trl_defaults().items() if k not in ("seed", "logging_steps")},
     )
     trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
     trainer.train()

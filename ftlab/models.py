@@ -13,6 +13,10 @@ class ModelNotFoundError(ValueError):
     """The name is neither a bundled model, a local folder, nor (when online) a hub id."""
 
 
+class ModelTooBigError(RuntimeError):
+    """The model does not fit in the device's free memory."""
+
+
 def resolve(name: str | os.PathLike) -> str:
     """Bundled name -> its folder; a local folder -> itself; anything shaped like a hub id -> itself."""
     text = str(name)
@@ -66,7 +70,14 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
         raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model.to(device)
+    try:
+        model.to(device)
+    except torch.OutOfMemoryError:
+        gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
+        free = torch.cuda.mem_get_info()[0] / 2**30 if torch.cuda.is_available() else 0.0
+        raise ModelTooBigError(f"{source!r} needs {gib:.1f} GiB for its weights alone, and the GPU has {free:.1f} GiB "
+                               "free. Pick a smaller model (e.g. HuggingFaceTB/SmolLM2-135M), free memory "
+                               "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
     return model, tokenizer
 

@@ -42,10 +42,17 @@ class Profile:
         TRL's own defaults (bf16 and gradient checkpointing) are wrong on a CPU: slower, and bf16
         is emulated there. Pass these into ``SFTConfig(**profile.trl_defaults(), ...)``.
         """
+        from dataclasses import fields
+
+        from transformers import TrainingArguments
+
+        # transformers >= 5.2x renamed gradient_checkpointing; use whichever name this version knows
+        names = {f.name for f in fields(TrainingArguments)}
+        checkpointing = "activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"
         return dict(
             bf16=self.mixed_precision == "bf16",
             fp16=self.mixed_precision == "fp16",
-            gradient_checkpointing=False,
+            **{checkpointing: False},
             use_cpu=self.device == "cpu",
             report_to="none",
             save_strategy="no",
