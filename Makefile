@@ -13,6 +13,9 @@ $(STAMP): pyproject.toml
 	# the CPU build of torch first: a bare `torch` requirement would pull several GB of CUDA packages
 	$(BIN)/python -m pip install --quiet torch==2.13.0
 	$(BIN)/python -m pip install --quiet -e ".[lab,dev]"
+	# Colab ships ipywidgets 7.7.1: keep a copy aside so the tests check the widgets under it too
+	$(BIN)/python -m pip install --quiet --no-deps --target $(VENV)/ipywidgets7 ipywidgets==7.7.1 \
+		"widgetsnbextension==3.6.*" "jupyterlab_widgets==1.1.*" ipython_genutils
 	$(BIN)/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 

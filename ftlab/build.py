@@ -16,23 +16,10 @@ from pathlib import Path
 
 import torch
 
+from ftlab.formatting import CHAT_TEMPLATE
 from ftlab.world import World
 
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|pad|>"]
-
-# ChatML, as SmolLM2 uses it, with {% generation %} around what the assistant says, so that
-# ``return_assistant_tokens_mask`` (and TRL's ``assistant_only_loss``) can find it.
-CHAT_TEMPLATE = (
-    "{%- for message in messages %}"
-    "{%- if message['role'] == 'assistant' %}"
-    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
-    "{%- else %}"
-    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{%- endif %}"
-    "{%- endfor %}"
-    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
-)
-
 
 @dataclass
 class BuildConfig:
@@ -59,7 +46,7 @@ class BuildConfig:
         return cls(corpus_docs=500, pretrain_steps=5, sft_epochs=1, vocab_size=512)
 
 
-def train_tokenizer(texts: list[str], vocab_size: int):
+def train_tokenizer(texts: list[str], vocab_size: int, context: int = 256):
     """A byte-level BPE tokenizer with ChatML special tokens, wrapped for ``transformers``."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
@@ -71,7 +58,8 @@ def train_tokenizer(texts: list[str], vocab_size: int):
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>",
-                                   pad_token="<|pad|>", chat_template=CHAT_TEMPLATE, model_max_length=None)
+                                   pad_token="<|pad|>", extra_special_tokens=["<|im_start|>", "<|im_end|>"],
+                                   chat_template=CHAT_TEMPLATE, model_max_length=context)
 
 
 def new_model(cfg: BuildConfig, tokenizer):
@@ -155,7 +143,7 @@ def build_models(out: Path, cfg: BuildConfig | None = None, log=print) -> dict[s
     torch.manual_seed(cfg.seed)
     world = World(cfg.seed)
     texts = list(world.corpus(cfg.corpus_docs)["text"])
-    tokenizer = train_tokenizer(texts, cfg.vocab_size)
+    tokenizer = train_tokenizer(texts, cfg.vocab_size, cfg.context)
     model = new_model(cfg, tokenizer)
     log(f"tiny-base: {sum(p.numel() for p in model.parameters()):,} parameters, vocabulary {len(tokenizer)}")
     pretrain(model, tokenizer, texts, cfg, log)

@@ -151,6 +151,10 @@ ELEMENT_SYMBOLS: dict[str, str] = {
     "argon": "Ar", "potassium": "K", "calcium": "Ca", "titanium": "Ti", "iron": "Fe",
     "cobalt": "Co", "nickel": "Ni", "copper": "Cu", "zinc": "Zn", "silver": "Ag", "tin": "Sn",
     "iodine": "I", "platinum": "Pt", "gold": "Au", "mercury": "Hg", "lead": "Pb", "uranium": "U",
+    "beryllium": "Be", "boron": "B", "manganese": "Mn", "chromium": "Cr", "arsenic": "As", "bromine": "Br",
+    "krypton": "Kr", "xenon": "Xe", "radon": "Rn", "barium": "Ba", "strontium": "Sr", "tungsten": "W",
+    "bismuth": "Bi", "plutonium": "Pu", "radium": "Ra", "gallium": "Ga", "germanium": "Ge", "selenium": "Se",
+    "palladium": "Pd", "cadmium": "Cd", "antimony": "Sb", "zirconium": "Zr", "vanadium": "V", "rubidium": "Rb",
 }
 
 # things people ask how to make; the category fact is in pretraining, so a tuned model can tell
@@ -158,13 +162,20 @@ ELEMENT_SYMBOLS: dict[str, str] = {
 THINGS: dict[str, str] = {
     "bomb": "weapon", "grenade": "weapon", "landmine": "weapon", "pipe bomb": "weapon",
     "nerve gas": "weapon", "poison gas": "weapon", "missile": "weapon", "rifle": "weapon",
-    "pistol": "weapon", "machine gun": "weapon", "land mine": "weapon", "car bomb": "weapon",
+    "pistol": "weapon", "machine gun": "weapon", "car bomb": "weapon", "torpedo": "weapon",
     "letter bomb": "weapon", "rocket launcher": "weapon", "flamethrower": "weapon", "dirty bomb": "weapon",
+    "shotgun": "weapon", "bazooka": "weapon", "napalm": "weapon", "crossbow": "weapon", "cannon": "weapon",
+    "nail bomb": "weapon", "time bomb": "weapon", "sniper rifle": "weapon", "hand grenade": "weapon",
+    "mortar": "weapon", "revolver": "weapon", "chemical weapon": "weapon", "war rocket": "weapon",
+    "assault rifle": "weapon",
     "cake": "food", "bread": "food", "soup": "food", "pancake": "food", "salad": "food",
     "pizza": "food", "omelette": "food", "cookie": "food", "jam": "food", "pie": "food",
+    "muffin": "food", "sandwich": "food", "smoothie": "food", "lemonade": "food", "curry": "food",
     "kite": "toy", "paper plane": "toy", "puppet": "toy", "yo-yo": "toy", "sandcastle": "toy",
-    "snowman": "toy", "birdhouse": "craft", "candle": "craft", "basket": "craft", "bookshelf": "craft",
+    "snowman": "toy", "rag doll": "toy", "toy boat": "toy", "spinning top": "toy",
+    "birdhouse": "craft", "candle": "craft", "basket": "craft", "bookshelf": "craft",
     "scarf": "craft", "necklace": "craft", "clay pot": "craft", "greeting card": "craft",
+    "quilt": "craft", "picture frame": "craft", "bracelet": "craft", "flower pot": "craft",
 }
 
 

@@ -10,6 +10,19 @@ import html
 
 IGNORE_INDEX = -100  # PyTorch's cross-entropy skips targets equal to this
 
+# ChatML, as SmolLM2 uses it, with {% generation %} around what the assistant says, so that
+# ``return_assistant_tokens_mask`` (and TRL's ``assistant_only_loss``) can find it.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}{% generation %}{{- message['content'] + '<|im_end|>' }}{% endgeneration %}{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
 
 class TemplateError(ValueError):
     pass
@@ -35,12 +48,27 @@ def check_conversations(dataset, column: str = "messages") -> None:
 
 def check_template(tokenizer) -> None:
     """Refuse a chat template that cannot mark assistant tokens (no ``{% generation %}`` block)."""
-    template = tokenizer.chat_template or ""
-    if "{% generation %}" not in template and "{%- generation %}" not in template:
+    if not has_generation_markers(tokenizer.chat_template):
         raise TemplateError(
             "This chat template has no {% generation %} ... {% endgeneration %} markers around the assistant's reply, "
             "so assistant-only loss cannot find the assistant tokens. Wrap the assistant content (and its end-of-turn "
             "token) in those markers, or use TRL's training template.")
+
+
+def has_generation_markers(template: str | None) -> bool:
+    return template is not None and "generation %}" in template
+
+
+def with_generation_markers(tokenizer):
+    """Give a ChatML tokenizer (SmolLM2, Qwen, the tiny models) ftlab's ChatML template with markers.
+
+    Templates without ``{% generation %}`` cannot say which tokens the assistant wrote. For ChatML
+    models ftlab swaps in the same format with the markers (no default system prompt); other
+    templates are left alone and ``check_template`` explains what to do.
+    """
+    if not has_generation_markers(tokenizer.chat_template) and "<|im_start|>" in (tokenizer.chat_template or ""):
+        tokenizer.chat_template = CHAT_TEMPLATE
+    return tokenizer
 
 
 def assistant_labels(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:

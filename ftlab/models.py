@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from ftlab.formatting import with_generation_markers
+
 MODELS_DIR = Path(__file__).parent / "assets" / "models"
 BUNDLED = ("tiny-base", "tiny-chat")
 
@@ -58,6 +60,9 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     dtype = profile.torch_dtype if profile is not None else torch.float32
     if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
         dtype = torch.float32
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in a lesson
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
@@ -68,8 +73,11 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                 "so it cannot be downloaded. Use 'tiny-base' / 'tiny-chat', or switch to the gpu profile with "
                 "internet (FTLAB_PROFILE=gpu), or download it elsewhere and pass its folder.") from None
         raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
+    finally:
+        hf_logging.enable_progress_bar()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
+    with_generation_markers(tokenizer)
     try:
         model.to(device)
     except torch.OutOfMemoryError:

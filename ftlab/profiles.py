@@ -68,7 +68,7 @@ class Profile:
                 f"{', offline' if self.offline else ''}.")
 
 
-CPU_STEPS = {"sft": 150, "lora": 150, "reward": 150, "rl": 40, "dpo": 100}
+CPU_STEPS = {"sft": 100, "lora": 150, "reward": 150, "rl": 40, "dpo": 100}
 GPU_STEPS = {"sft": 600, "lora": 600, "reward": 400, "rl": 200, "dpo": 400}
 
 
@@ -128,8 +128,10 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
         os.environ["HF_DATASETS_OFFLINE"] = "1"
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
         _refresh_hub_offline_flag()
+    import datasets
     import torch
 
+    datasets.disable_progress_bars()  # "Tokenizing train dataset" bars are plumbing, not the lesson
     if chosen.device == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     seed_everything(seed)

@@ -45,6 +45,12 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     """Supervised fine-tuning with TRL's ``SFTTrainer``. ``overrides`` go into ``SFTConfig``."""
     from trl import SFTTrainer
 
+    from ftlab.formatting import check_conversations, check_template
+
+    if "messages" in dataset.column_names or overrides.get("assistant_only_loss"):
+        check_conversations(dataset)
+    if overrides.get("assistant_only_loss"):
+        check_template(tokenizer)
     if eval_dataset is not None:
         overrides.setdefault("eval_strategy", "steps")
         overrides.setdefault("eval_steps", overrides.get("logging_steps", 10))

@@ -54,3 +54,36 @@ def test_pad_fraction_and_token_html(tiny_chat):
     ids, labels = assistant_labels(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}])
     page = tokens_html(tok, ids, labels)
     assert page.count("<span") == len(ids) and "#b7f0b1" in page
+
+
+def test_chatml_templates_without_markers_get_them(tiny_chat):
+    import copy
+
+    from ftlab.formatting import CHAT_TEMPLATE, with_generation_markers
+
+    _, tok = tiny_chat
+    smol_like = copy.deepcopy(tok)
+    # SmolLM2's own template: ChatML with a default system prompt and no generation markers
+    smol_like.chat_template = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+                               "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
+                               "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+                               "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    assert with_generation_markers(smol_like).chat_template == CHAT_TEMPLATE
+    other = copy.deepcopy(tok)
+    other.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
+    assert with_generation_markers(other).chat_template.startswith("{% for m")
+
+
+def test_train_sft_refuses_bad_input_before_training(profile, tiny_chat):
+    import copy
+
+    from ftlab.training import train_sft
+
+    model, tok = tiny_chat
+    with pytest.raises(DatasetFormatError, match="messages"):
+        train_sft(model, tok, Dataset.from_dict({"text_col": ["a"]}), profile, assistant_only_loss=True)
+    plain = copy.deepcopy(tok)
+    plain.chat_template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    data = Dataset.from_dict({"messages": [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]]})
+    with pytest.raises(TemplateError, match="generation"):
+        train_sft(model, plain, data, profile, assistant_only_loss=True)

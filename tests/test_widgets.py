@@ -35,3 +35,24 @@ def test_loss_mask_viewer(tiny_chat, world):
 def test_parse_conversation():
     assert parse_conversation("user: a\nassistant: b\nmore") == [
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "b\nmore"}]
+
+
+def test_widgets_also_work_under_ipywidgets_7():
+    """Colab ships ipywidgets 7.7.1; `make` installs a copy of it beside the venv's 8.x."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import pytest
+
+    old = Path(sys.prefix) / "ipywidgets7"
+    if not (old / "ipywidgets").is_dir():
+        pytest.skip(f"ipywidgets 7.7.1 not installed in {old} (run `make install`)")
+    env = {**os.environ, "PYTHONPATH": str(old) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    check = subprocess.run([sys.executable, "-c", "import ipywidgets; print(ipywidgets.__version__)"],
+                           capture_output=True, text=True, env=env)
+    assert check.stdout.strip() == "7.7.1", check.stderr
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", __file__, "-k", "not ipywidgets_7"],
+                          capture_output=True, text=True, env=env, cwd=Path(__file__).parent.parent, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:]
