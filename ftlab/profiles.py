@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import warnings
 from dataclasses import dataclass, field, replace
 
 PROFILES = ("cpu", "gpu")
@@ -132,6 +133,8 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
     import torch
 
     datasets.disable_progress_bars()  # "Tokenizing train dataset" bars are plumbing, not the lesson
+    # deprecation notices from inside transformers/peft say nothing a learner can act on
+    warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*", category=FutureWarning)
     if chosen.device == "cpu":
         torch.set_num_threads(max(1, os.cpu_count() or 1))
     seed_everything(seed)

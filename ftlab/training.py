@@ -41,8 +41,11 @@ def sft_config(profile, **overrides):
     return SFTConfig(**args)
 
 
-def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=None, **overrides) -> TrainRun:
-    """Supervised fine-tuning with TRL's ``SFTTrainer``. ``overrides`` go into ``SFTConfig``."""
+def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=None, peft_config=None,
+              quiet: bool = False, **overrides) -> TrainRun:
+    """Supervised fine-tuning with TRL's ``SFTTrainer``. ``overrides`` go into ``SFTConfig``;
+    a ``peft_config`` (e.g. ``peft.LoraConfig``) trains an adapter instead of every weight.
+    ``quiet=True`` shows neither progress nor logs (for many short runs in a loop)."""
     from trl import SFTTrainer
 
     from ftlab.formatting import check_conversations, check_template
@@ -54,9 +57,15 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     if eval_dataset is not None:
         overrides.setdefault("eval_strategy", "steps")
         overrides.setdefault("eval_steps", overrides.get("logging_steps", 10))
+    if quiet:
+        overrides["disable_tqdm"] = True
     config = sft_config(profile, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=callbacks)
+                         processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
+    if quiet:
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

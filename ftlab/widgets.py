@@ -117,3 +117,48 @@ class LossMaskViewer(_Widget):
         self.result.value = (tokens_html(self.tokenizer, ids, labels) +
                              f"<p>{self.n_loss_tokens} of {self.n_tokens} tokens carry loss (green).</p>")
         return self.result.value
+
+
+class ICLExplorer(_Widget):
+    """Choose k and which demonstrations; see the prompt, the prediction and its probability."""
+
+    def __init__(self, model, tokenizer, pool: list[tuple[str, str]], queries: list[tuple[str, str]]):
+        from ftlab.icl import context_window
+
+        self.model, self.tokenizer, self.pool = model, tokenizer, pool
+        self.window = context_window(tokenizer, model)
+        self.k = w.IntSlider(value=4, min=0, max=min(64, len(pool)), description="k")
+        self.seed = w.IntSlider(value=0, min=0, max=20, description="draw")
+        self.demos = w.SelectMultiple(options=[f"{x} -> {y}" for x, y in pool], rows=6,
+                                      description="or pick", layout=w.Layout(width="60%"))
+        self.query = w.Dropdown(options=[(f"{x}  (answer: {y})", i) for i, (x, y) in enumerate(queries)], description="Query")
+        self.button = w.Button(description="Predict", button_style="primary")
+        self.result = w.HTML()
+        self.queries = queries
+        self.button.on_click(lambda _: self.run())
+        self.box = w.VBox([w.HBox([self.k, self.seed]), self.demos, self.query, self.button, self.result])
+
+    def chosen_demos(self, exclude: str) -> list[tuple[str, str]]:
+        """Hand-picked demonstrations if any are selected, else ``k`` random ones from draw ``seed``."""
+        from ftlab.icl import sample_demos
+
+        if self.demos.value:
+            picked = set(self.demos.value)
+            return [(x, y) for x, y in self.pool if f"{x} -> {y}" in picked]
+        return sample_demos(self.pool, self.k.value, seed=self.seed.value, exclude=exclude)
+
+    def run(self) -> dict:
+        from ftlab.icl import ContextWindowError, build_prompt, predict
+
+        x, y = self.queries[self.query.value]
+        try:
+            prompt = build_prompt(self.tokenizer, self.chosen_demos(x), x, self.window)
+        except ContextWindowError as err:
+            self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
+            return {"error": str(err)}
+        pred = predict(self.model, self.tokenizer, [prompt.text])[0]
+        verdict = "correct" if pred.text == y else f"wrong (answer: {y})"
+        self.result.value = (f"<pre style='white-space:pre-wrap;color:#666'>{html.escape(prompt.text)}</pre>"
+                             f"<p>prediction: <b>{html.escape(pred.text)}</b> with probability {pred.probability:.2f} "
+                             f"&mdash; {verdict}; prompt: {prompt.tokens} tokens of {self.window}</p>")
+        return {"prompt": prompt.text, "prediction": pred.text, "probability": pred.probability, "correct": pred.text == y}

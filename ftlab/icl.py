@@ -1,0 +1,100 @@
+"""In-context learning: k-shot prompts, the context window, and scoring predictions.
+
+A demonstration is one ``input -> output`` line, the list format the tiny base model read in
+pre-training. ``build_prompt`` refuses (or, if asked, visibly truncates) a prompt that does not fit
+the model's context window: an over-long prompt must never become a silent wrong answer.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from ftlab.generation import generate
+
+
+class ContextWindowError(ValueError):
+    pass
+
+
+@dataclass
+class Prompt:
+    text: str
+    k: int  # demonstrations actually in the prompt
+    dropped: int  # demonstrations removed to fit the context window
+    tokens: int
+
+
+def demo_line(x: str, y: str) -> str:
+    return f"{x} -> {y}\n"
+
+
+def context_window(tokenizer, model=None) -> int:
+    """The number of positions the model was trained on (what fits in one prompt)."""
+    if model is not None and getattr(model.config, "max_position_embeddings", None):
+        return int(model.config.max_position_embeddings)
+    return int(tokenizer.model_max_length)
+
+
+def build_prompt(tokenizer, demos: list[tuple[str, str]], query: str, window: int, reserve: int = 8,
+                 on_overflow: str = "error") -> Prompt:
+    """``demos`` as lines, then ``query ->``. ``reserve`` tokens are kept free for the answer.
+
+    If the prompt does not fit in ``window``: ``on_overflow="error"`` raises a ``ContextWindowError``
+    that says how many demonstrations fit; ``"truncate"`` drops the oldest demonstrations and
+    reports how many in ``Prompt.dropped``.
+    """
+    lines = [demo_line(x, y) for x, y in demos]
+    tail = f"{query} ->"
+    sizes = [len(tokenizer(line, add_special_tokens=False)["input_ids"]) for line in lines]
+    budget = window - reserve - len(tokenizer(tail, add_special_tokens=False)["input_ids"])
+    fits = 0
+    while fits < len(lines) and sum(sizes[len(lines) - fits - 1:]) <= budget:
+        fits += 1
+    if fits < len(lines):
+        if on_overflow == "error":
+            raise ContextWindowError(
+                f"{len(lines)} demonstrations need {sum(sizes) + window - budget} tokens, but the context window is "
+                f"{window} tokens: at most {fits} demonstrations fit. Use fewer (k <= {fits}), use "
+                "on_overflow='truncate' to drop the oldest ones visibly, or fine-tune instead of prompting.")
+        if on_overflow != "truncate":
+            raise ValueError("on_overflow must be 'error' or 'truncate'")
+    kept = lines[len(lines) - fits:]
+    text = "".join(kept) + tail
+    return Prompt(text, fits, len(lines) - fits, len(tokenizer(text, add_special_tokens=False)["input_ids"]))
+
+
+def sample_demos(pool: list[tuple[str, str]], k: int, seed: int, exclude: str | None = None) -> list[tuple[str, str]]:
+    """``k`` demonstrations drawn from ``pool`` (never the query itself), reproducibly."""
+    candidates = [d for d in pool if d[0] != exclude]
+    return random.Random(seed).sample(candidates, k)
+
+
+@dataclass
+class Prediction:
+    text: str
+    probability: float  # of the whole predicted answer, token by token
+
+
+@torch.no_grad()
+def predict(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, with_probability: bool = True) -> list[Prediction]:
+    """Greedy answer to each prompt (the first line of the continuation) and, optionally, its probability."""
+    gens = generate(model, tokenizer, prompts, max_new_tokens=max_new_tokens, stop_ids=[])
+    preds = []
+    for prompt, g in zip(prompts, gens):
+        answer = g.text.split("\n")[0].strip()
+        prob = _probability(model, tokenizer, prompt, " " + answer) if answer and with_probability else float("nan")
+        preds.append(Prediction(answer, prob))
+    return preds
+
+
+def _probability(model, tokenizer, prompt: str, answer: str) -> float:
+    from ftlab.generation import answer_logprob
+
+    return float(torch.exp(torch.tensor(answer_logprob(model, tokenizer, prompt, answer))))
+
+
+def accuracy(predictions: list[Prediction], answers: list[str]) -> float:
+    return sum(p.text == a for p, a in zip(predictions, answers)) / max(1, len(answers))

@@ -1,0 +1,66 @@
+import math
+
+import pytest
+
+from ftlab.icl import ContextWindowError, accuracy, build_prompt, context_window, predict, sample_demos
+from ftlab.widgets import ICLExplorer
+
+
+@pytest.fixture(scope="module")
+def language_task(world):
+    task = world.icl_task("language")
+    return list(zip(task["train"]["input"], task["train"]["output"])), list(zip(task["test"]["input"], task["test"]["output"]))
+
+
+def test_prompt_shape_and_token_count(tiny_base, language_task):
+    model, tok = tiny_base
+    pool, test = language_task
+    prompt = build_prompt(tok, pool[:2], "Peru", context_window(tok, model))
+    assert prompt.text == f"{pool[0][0]} -> {pool[0][1]}\n{pool[1][0]} -> {pool[1][1]}\nPeru ->"
+    assert prompt.k == 2 and prompt.dropped == 0 and prompt.tokens == len(tok(prompt.text)["input_ids"])
+
+
+def test_context_window_overflow_is_explained_or_visibly_truncated(tiny_base, language_task):
+    model, tok = tiny_base
+    pool, _ = language_task
+    window = context_window(tok, model)
+    assert window == 256
+    with pytest.raises(ContextWindowError, match=r"at most \d+ demonstrations fit"):
+        build_prompt(tok, pool, "Peru", window)
+    cut = build_prompt(tok, pool, "Peru", window, on_overflow="truncate")
+    assert cut.dropped > 0 and cut.k + cut.dropped == len(pool)
+    assert cut.text.endswith("Peru ->") and cut.tokens <= window
+    assert cut.text.startswith(f"{pool[cut.dropped][0]} ->")  # the oldest demonstrations went first
+
+
+def test_demonstrations_never_include_the_query_and_are_reproducible(language_task):
+    pool, _ = language_task
+    demos = sample_demos(pool, 10, seed=3, exclude=pool[0][0])
+    assert pool[0][0] not in [x for x, _ in demos] and demos == sample_demos(pool, 10, seed=3, exclude=pool[0][0])
+
+
+def test_tiny_base_learns_the_task_in_context(tiny_base, language_task):
+    model, tok = tiny_base
+    pool, test = language_task
+    window = context_window(tok, model)
+    answers = [y for _, y in test]
+    zero = accuracy(predict(model, tok, [f"{x} ->" for x, _ in test], with_probability=False), answers)
+    eight = accuracy(predict(model, tok, [build_prompt(tok, sample_demos(pool, 8, seed=i, exclude=x), x, window).text
+                                          for i, (x, _) in enumerate(test)], with_probability=False), answers)
+    assert eight >= zero + 0.15, (zero, eight)
+    pred = predict(model, tok, [build_prompt(tok, pool[:4], test[0][0], window).text])[0]
+    assert 0 < pred.probability <= 1 and not math.isnan(pred.probability)
+
+
+def test_icl_explorer_widget(tiny_base, language_task):
+    pool, test = language_task
+    explorer = ICLExplorer(*tiny_base, pool, test)
+    explorer.k.value = 4
+    explorer.query.value = 0
+    explorer.button.click()
+    assert "prediction" in explorer.result.value
+    assert explorer.run()["prompt"].count("\n") == 4
+    explorer.demos.value = tuple(f"{x} -> {y}" for x, y in pool[:2])  # hand-picked demonstrations win
+    assert explorer.run()["prompt"].startswith(f"{pool[0][0]} -> {pool[0][1]}")
+    explorer.demos.value = tuple(f"{x} -> {y}" for x, y in pool)  # too many: a message, not a crash
+    assert "error" in explorer.run() and "at most" in explorer.result.value
