@@ -29,6 +29,7 @@ class Profile:
     offline: bool
     mixed_precision: str | None = None  # None, "bf16" or "fp16" (autocast during training)
     steps: dict[str, int] = field(default_factory=dict)
+    learning_rates: dict[str, float] = field(default_factory=dict)  # full fine-tuning ("sft") and "lora"
     seed: int = 0
 
     @property
@@ -70,7 +71,10 @@ class Profile:
 
 
 CPU_STEPS = {"sft": 100, "lora": 150, "reward": 150, "rl": 40, "dpo": 100}
-GPU_STEPS = {"sft": 600, "lora": 600, "reward": 400, "rl": 200, "dpo": 400}
+GPU_STEPS = {"sft": 300, "lora": 300, "reward": 400, "rl": 200, "dpo": 400}
+# a 2M-parameter model trained from a small init wants large steps; a 135M pretrained one would be wrecked by them
+CPU_LR = {"sft": 1e-3, "lora": 2e-3}
+GPU_LR = {"sft": 5e-5, "lora": 2e-4}
 
 
 def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
@@ -98,12 +102,12 @@ def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Pro
     reason = f"FTLAB_PROFILE={requested}" if requested else ("a CUDA GPU is visible" if has_cuda else "no CUDA GPU found")
     if name == "cpu":
         return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
-                       steps=dict(CPU_STEPS), seed=seed)
+                       steps=dict(CPU_STEPS), learning_rates=dict(CPU_LR), seed=seed)
     native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     gpu = torch.cuda.get_device_name(0)
     return Profile("gpu", f"{reason}: {gpu}", "cuda", "bfloat16" if native_bf16 else "float32",
                    "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
-                   mixed_precision="bf16" if native_bf16 else "fp16", steps=dict(GPU_STEPS), seed=seed)
+                   mixed_precision="bf16" if native_bf16 else "fp16", steps=dict(GPU_STEPS), learning_rates=dict(GPU_LR), seed=seed)
 
 
 def seed_everything(seed: int) -> None:

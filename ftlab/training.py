@@ -35,7 +35,7 @@ def sft_config(profile, **overrides):
     from trl import SFTConfig
 
     args = dict(profile.trl_defaults(), output_dir=tempfile.mkdtemp(prefix="ftlab-"),
-                per_device_train_batch_size=16, learning_rate=1e-3, lr_scheduler_type="cosine",
+                per_device_train_batch_size=16, learning_rate=profile.learning_rates["sft"], lr_scheduler_type="cosine",
                 warmup_steps=5, max_steps=profile.steps["sft"], max_length=256)
     args.update(overrides)
     return SFTConfig(**args)
@@ -59,6 +59,8 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
         overrides.setdefault("eval_steps", overrides.get("logging_steps", 10))
     if quiet:
         overrides["disable_tqdm"] = True
+    if peft_config is not None:
+        overrides.setdefault("learning_rate", profile.learning_rates["lora"])
     config = sft_config(profile, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
