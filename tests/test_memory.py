@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from ftlab.memory import ConfigError, bundled_configs, estimate, lora_parameter_count, measure_peak, parameter_counts, read_config
+
+
+def test_bundled_configs_give_the_real_parameter_counts():
+    configs = bundled_configs()
+    expected = {"SmolLM2-135M": 134.5e6, "SmolLM2-360M": 361.8e6, "SmolLM2-1.7B": 1.711e9, "Llama-3.1-8B": 8.03e9}
+    for name, n in expected.items():
+        assert parameter_counts(read_config(configs[name]))["total"] == pytest.approx(n, rel=0.005)
+
+
+def test_counts_match_a_real_model_and_peft(tiny_base):
+    from peft import LoraConfig, get_peft_model
+
+    model, _ = tiny_base
+    cfg = read_config(model.config)
+    assert parameter_counts(cfg)["total"] == sum(p.numel() for p in model.parameters())
+    import copy
+
+    peft_model = get_peft_model(copy.deepcopy(model), LoraConfig(r=4, target_modules=["q_proj", "v_proj"]))
+    trainable = sum(p.numel() for p in peft_model.parameters() if p.requires_grad)
+    assert lora_parameter_count(cfg, 4, ["q_proj", "v_proj"]) == trainable
+
+
+def test_breakdown_follows_the_method():
+    cfg = bundled_configs()["SmolLM2-1.7B"]
+    full = estimate(cfg, "full", batch=4, seq_len=512)
+    lora = estimate(cfg, "lora", batch=4, seq_len=512)
+    qlora = estimate(cfg, "qlora", batch=4, seq_len=512)
+    assert full.breakdown["optimizer"] == 8 * full.trainable and lora.trainable < 0.02 * full.trainable
+    assert qlora.breakdown["weights"] < lora.breakdown["weights"] / 3
+    assert full.total > lora.total > qlora.total
+    assert not full.fits(15) and qlora.fits(15)
+    checkpointed = estimate(cfg, "lora", batch=4, seq_len=512, gradient_checkpointing=True)
+    assert checkpointed.breakdown["activations"] < lora.breakdown["activations"] / 3
+
+
+def test_bad_configs_and_settings_are_explained():
+    with pytest.raises(ConfigError, match="intermediate_size"):
+        estimate({"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100})
+    cfg = bundled_configs()["SmolLM2-135M"]
+    with pytest.raises(ConfigError, match="q_proj"):
+        estimate(cfg, "lora", lora_targets=["query"])
+    with pytest.raises(ConfigError, match="exceeds"):
+        estimate(cfg, "lora", lora_r=1024)
+
+
+@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("batch,seq", [(4, 64), (8, 128)])
+def test_estimate_is_within_25_percent_of_the_measured_peak(method, batch, seq):
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(vocab_size=2048, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+                         num_attention_heads=4, max_position_embeddings=256, tie_word_embeddings=True)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).train()
+    if method == "lora":
+        model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
+    x = torch.randint(0, 2048, (batch, seq))
+
+    def step():
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    step()  # the optimizer state exists from the first step on
+    measured = measure_peak(model, step)
+    predicted = estimate(config, method, batch=batch, seq_len=seq, dtype="fp32", lora_r=8).total
+    assert 0.75 * measured <= predicted <= 1.25 * measured, (predicted, measured)
