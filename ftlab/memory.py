@@ -21,7 +21,11 @@ Gradients are only allocated once backward has freed most activations, so the pe
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,9 +164,27 @@ def measure_peak(model, step, device: str | None = None) -> int:
         return int(torch.cuda.max_memory_allocated())
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
+                                     with_stack=True) as prof:
         step()
     path = Path(tempfile.mkdtemp()) / "timeline.json"
-    prof.export_memory_timeline(str(path), device="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # "export_memory_timeline is deprecated": no replacement for CPU yet
+        prof.export_memory_timeline(str(path), device="cpu")
     _, sizes = json.loads(path.read_text())
     return int(max(sum(s) for s in sizes))
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    """The profiler's C++ side logs each start/stop straight to file descriptor 2; hide that line noise."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)

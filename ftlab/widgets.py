@@ -162,3 +162,47 @@ class ICLExplorer(_Widget):
                              f"<p>prediction: <b>{html.escape(pred.text)}</b> with probability {pred.probability:.2f} "
                              f"&mdash; {verdict}; prompt: {prompt.tokens} tokens of {self.window}</p>")
         return {"prompt": prompt.text, "prediction": pred.text, "probability": pred.probability, "correct": pred.text == y}
+
+
+class LoraExplorer(_Widget):
+    """Pick a model config, rank, alpha and targets; see trainable parameters, adapter size and memory."""
+
+    def __init__(self, configs: dict[str, dict], batch: int = 4, seq_len: int = 512, dtype: str = "bf16"):
+        from ftlab.memory import linear_shapes, read_config
+
+        self.configs = {name: read_config(c) for name, c in configs.items()}
+        self.batch, self.seq_len, self.dtype = batch, seq_len, dtype
+        first = next(iter(self.configs.values()))
+        self.model = w.Dropdown(options=list(self.configs), description="Model")
+        self.rank = w.IntSlider(value=16, min=1, max=256, description="rank r")
+        self.alpha = w.IntSlider(value=32, min=1, max=512, description="alpha")
+        self.targets = w.SelectMultiple(options=list(linear_shapes(first)), value=("q_proj", "v_proj"),
+                                        description="targets", rows=7)
+        self.result = w.HTML()
+        for control in (self.model, self.rank, self.alpha, self.targets):
+            control.observe(lambda _: self.run(), names="value")
+        self.box = w.VBox([self.model, w.HBox([self.rank, self.alpha]), self.targets, self.result])
+        self.run()
+
+    def run(self) -> dict:
+        from ftlab.memory import ConfigError, estimate, parameter_counts
+
+        cfg = self.configs[self.model.value]
+        try:
+            if not self.targets.value:
+                raise ConfigError("Pick at least one target module.")
+            lora = estimate(cfg, "lora", batch=self.batch, seq_len=self.seq_len, dtype=self.dtype,
+                            lora_r=self.rank.value, lora_targets=list(self.targets.value))
+            full = estimate(cfg, "full", batch=self.batch, seq_len=self.seq_len, dtype=self.dtype)
+        except ConfigError as err:
+            self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
+            return {"error": str(err)}
+        total = parameter_counts(cfg)["total"]
+        out = {"trainable": lora.trainable, "percent": 100 * lora.trainable / total,
+               "adapter_mb": lora.trainable * 2 / 2**20, "lora_gib": lora.total / 2**30, "full_gib": full.total / 2**30,
+               "scale": self.alpha.value / self.rank.value}
+        self.result.value = (f"<p>trainable: <b>{out['trainable']:,}</b> of {total:,} ({out['percent']:.3f}%); "
+                             f"adapter file ≈ {out['adapter_mb']:.1f} MB in 16-bit; scale alpha/r = {out['scale']:.2f}</p>"
+                             f"<p>estimated training memory (batch {self.batch} × {self.seq_len} tokens, {self.dtype}): "
+                             f"LoRA <b>{out['lora_gib']:.2f} GiB</b> vs full fine-tuning {out['full_gib']:.2f} GiB</p>")
+        return out

@@ -113,7 +113,7 @@ RELATIONS: dict[str, Relation] = {
             ("{o} is the symbol for {s}.",),
             ("What is the chemical symbol for {s}?", "Which symbol stands for {s}?",
              "How is {s} written in chemistry?", "What is the symbol of the element {s}?"),
-            "Its symbol is {o}.", "Elements and their symbols:",
+            "The symbol is {o}.", "Elements and their symbols:",
         ),
         Relation(
             "category",
@@ -353,15 +353,18 @@ class World:
                             for k, v in rows.items()})
 
     def domain(self) -> DatasetDict:
-        """Lesson 3's narrow domain: chemical symbols, in the chat format. Test = held-out elements."""
+        """Lesson 3's narrow domain: chemical symbols, in the chat format. Test: every question form
+        about the held-out elements."""
         rng = random.Random(self.seed + 4)
-        split = {}
-        for name, heldout in (("train", False), ("test", True)):
-            facts = self.facts_of(DOMAIN_RELATION, heldout=heldout)
-            split[name] = Dataset.from_dict({
-                "messages": [self.chat_example(f, rng) for f in facts],
-                "answer": [f.object for f in facts]})
-        return DatasetDict(split)
+        train = self.facts_of(DOMAIN_RELATION, heldout=False)
+        test = [(f, q) for f in self.facts_of(DOMAIN_RELATION, heldout=True) for q in RELATIONS[DOMAIN_RELATION].questions]
+        answer = RELATIONS[DOMAIN_RELATION].answer
+        return DatasetDict({
+            "train": Dataset.from_dict({"messages": [self.chat_example(f, rng) for f in train],
+                                        "answer": [f.object for f in train]}),
+            "test": Dataset.from_dict({"messages": [[{"role": "user", "content": render(q, f)},
+                                                     {"role": "assistant", "content": render(answer, f)}] for f, q in test],
+                                       "answer": [f.object for f, _ in test]})})
 
     def preferences(self) -> DatasetDict:
         """Preference pairs (``prompt``, ``chosen``, ``rejected``, ``axis``) in TRL's conversational form.

@@ -71,3 +71,45 @@ def test_estimate_is_within_25_percent_of_the_measured_peak(method, batch, seq):
     measured = measure_peak(model, step)
     predicted = estimate(config, method, batch=batch, seq_len=seq, dtype="fp32", lora_r=8).total
     assert 0.75 * measured <= predicted <= 1.25 * measured, (predicted, measured)
+
+
+def test_lora_config_refuses_bad_targets_and_ranks(tiny_chat):
+    from ftlab.lora import LoraTargetError, linear_modules, lora_config
+
+    model, _ = tiny_chat
+    assert set(linear_modules(model)) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+    with pytest.raises(LoraTargetError, match="q_proj, k_proj"):
+        lora_config(model, r=4, targets=["query"])
+    with pytest.raises(LoraTargetError, match="r <= 192"):
+        lora_config(model, r=500, targets=["q_proj"])
+    assert lora_config(model, r=8).lora_alpha == 16
+
+
+def test_saved_size_is_the_adapter_only(tiny_chat):
+    import copy
+
+    from peft import get_peft_model
+
+    from ftlab.lora import lora_config, saved_size, trainable_parameters
+
+    model, _ = tiny_chat
+    full = saved_size(model)
+    peft_model = get_peft_model(copy.deepcopy(model), lora_config(model, r=4, targets=["q_proj", "v_proj"]))
+    trainable, total = trainable_parameters(peft_model)
+    assert trainable == 4 * 4 * (192 + 192) * 2 and total > trainable
+    assert saved_size(peft_model) < full / 50
+
+
+def test_lora_explorer_widget():
+    from ftlab.widgets import LoraExplorer
+
+    explorer = LoraExplorer(bundled_configs())
+    explorer.model.value = "SmolLM2-135M"
+    explorer.targets.value = ("q_proj",)
+    explorer.rank.value = 8
+    out = explorer.run()
+    assert out["trainable"] == 30 * 8 * (576 + 576) and "GiB" in explorer.result.value
+    explorer.rank.value = 256
+    explorer.rank.value = 250  # larger than nothing here (576): fine
+    explorer.targets.value = ()
+    assert "error" in explorer.run()

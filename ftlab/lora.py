@@ -1,0 +1,61 @@
+"""LoRA plumbing: a checked ``peft.LoraConfig`` and the facts lesson 3 measures about a run."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+ATTENTION_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
+
+
+class LoraTargetError(ValueError):
+    pass
+
+
+def linear_modules(model) -> dict[str, tuple[int, int]]:
+    """Short names of the model's linear layers (as LoRA targets them) -> (in, out) features."""
+    out = {}
+    for name, module in model.named_modules():
+        if isinstance(module, torch.nn.Linear) and name.split(".")[-1] != "lm_head":
+            out.setdefault(name.split(".")[-1], (module.in_features, module.out_features))
+    return out
+
+
+def lora_config(model, r: int, alpha: float | None = None, targets="all-linear", dropout: float = 0.0):
+    """A ``peft.LoraConfig`` for ``model``, refused with a reason if the targets or rank cannot work."""
+    from peft import LoraConfig
+
+    layers = linear_modules(model)
+    names = list(layers) if targets == "all-linear" else list(targets)
+    unknown = [t for t in names if t not in layers]
+    if unknown or not names:
+        raise LoraTargetError(f"LoRA target(s) {unknown or names} match no linear layer of this model. "
+                              f"Its linear layers are: {', '.join(layers)} (or use 'all-linear').")
+    too_big = {t: min(layers[t]) for t in names if r > min(layers[t])}
+    if too_big:
+        raise LoraTargetError(f"Rank {r} is larger than the smaller dimension of {', '.join(too_big)} "
+                              f"({min(too_big.values())}): a rank-{r} update of a layer whose rank is at most "
+                              f"{min(too_big.values())} gains nothing. Use r <= {min(too_big.values())}.")
+    return LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, target_modules=targets,
+                      lora_dropout=dropout, task_type="CAUSAL_LM")
+
+
+def trainable_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts."""
+    total = sum(p.numel() for p in model.parameters())
+    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+
+
+def saved_size(model) -> int:
+    """Bytes on disk after ``save_pretrained``: the full checkpoint, or only the adapter for a PEFT model."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            model.save_pretrained(tmp)
+            return sum(f.stat().st_size for f in Path(tmp).rglob("*.safetensors"))
+    finally:
+        hf_logging.enable_progress_bar()
