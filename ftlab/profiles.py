@@ -92,8 +92,35 @@ def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
     name = requested or ("gpu" if has_cuda else "cpu")
     chosen = _profile(name, requested, has_cuda, seed)
     # FTLAB_BASE_MODEL / FTLAB_CHAT_MODEL: another pair (a hub id or a local folder), same code path
-    return replace(chosen, base_model=os.environ.get("FTLAB_BASE_MODEL", chosen.base_model),
-                   chat_model=os.environ.get("FTLAB_CHAT_MODEL", chosen.chat_model))
+    chosen = replace(chosen, base_model=os.environ.get("FTLAB_BASE_MODEL", chosen.base_model),
+                     chat_model=os.environ.get("FTLAB_CHAT_MODEL", chosen.chat_model))
+    # learning rates belong to the model, not the hardware: tiny models need large steps wherever they run
+    small = _parameters(chosen.base_model)
+    if small is not None:
+        chosen = replace(chosen, learning_rates=dict(CPU_LR if small < SMALL_MODEL else GPU_LR))
+    return chosen
+
+
+SMALL_MODEL = 50_000_000  # parameters; below this a model gets the tiny models' learning rates
+
+
+def _parameters(name: str) -> int | None:
+    """Parameter count from a bundled or local model's config.json (None for a hub id: not read offline)."""
+    import json
+    from pathlib import Path
+
+    from ftlab.models import BUNDLED, MODELS_DIR
+
+    folder = MODELS_DIR / name if name in BUNDLED else Path(name).expanduser()
+    config = folder / "config.json"
+    if not config.is_file():
+        return None
+    from ftlab.memory import ConfigError, parameter_counts, read_config
+
+    try:
+        return parameter_counts(read_config(json.loads(config.read_text())))["total"]
+    except ConfigError:
+        return None
 
 
 def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Profile:

@@ -43,3 +43,14 @@ def test_setup_goes_offline_and_says_so(capsys):
 
     assert huggingface_hub.constants.HF_HUB_OFFLINE is True
     assert p.steps["sft"] > 0
+
+
+def test_learning_rates_follow_the_model_size(monkeypatch):
+    from ftlab.models import MODELS_DIR
+    from ftlab.profiles import CPU_LR, GPU_LR, _parameters
+
+    assert 1_000_000 < _parameters("tiny-base") < 5_000_000
+    assert _parameters("HuggingFaceTB/SmolLM2-135M") is None
+    monkeypatch.setenv("FTLAB_BASE_MODEL", str(MODELS_DIR / "tiny-base"))
+    assert choose_profile("cpu").learning_rates == CPU_LR
+    assert GPU_LR["sft"] < CPU_LR["sft"] / 10
