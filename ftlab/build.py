@@ -115,29 +115,20 @@ def pretrain(model, tokenizer, texts: list[str], cfg: BuildConfig, log=print):
     return model
 
 
-def sft(model, tokenizer, dataset, cfg: BuildConfig, out_dir: Path):
-    """tiny-chat: TRL's SFTTrainer, loss on assistant tokens only, fp32 on the CPU."""
-    from trl import SFTConfig, SFTTrainer
-
+def sft(model, tokenizer, dataset, cfg: BuildConfig):
+    """tiny-chat: the lessons' own SFT wrapper (TRL's SFTTrainer), assistant tokens only, cpu profile."""
     from ftlab.profiles import choose_profile
+    from ftlab.training import train_sft
 
-    args = SFTConfig(
-        output_dir=str(out_dir), num_train_epochs=cfg.sft_epochs, learning_rate=cfg.sft_lr,
-        per_device_train_batch_size=cfg.sft_batch, assistant_only_loss=True, max_length=cfg.context,
-        lr_scheduler_type="cosine", warmup_steps=10, logging_steps=20,
-        seed=cfg.seed, disable_tqdm=True,
-        **{k: v for k, v in choose_profile("cpu").trl_defaults().items() if k not in ("seed", "logging_steps")},
-    )
-    trainer = SFTTrainer(model=model, args=args, train_dataset=dataset, processing_class=tokenizer)
-    trainer.train()
-    model.eval()
-    return model
+    run = train_sft(model, tokenizer, dataset, choose_profile("cpu", seed=cfg.seed), assistant_only_loss=True,
+                    num_train_epochs=cfg.sft_epochs, max_steps=-1, learning_rate=cfg.sft_lr,
+                    per_device_train_batch_size=cfg.sft_batch, max_length=cfg.context, warmup_steps=10,
+                    logging_steps=20, disable_tqdm=True)
+    return run.model
 
 
 def build_models(out: Path, cfg: BuildConfig | None = None, log=print) -> dict[str, Path]:
     """Build tiny-base and tiny-chat into ``out/`` and return their folders."""
-    import tempfile
-
     cfg = cfg or BuildConfig()
     random.seed(cfg.seed)
     torch.manual_seed(cfg.seed)
@@ -156,8 +147,7 @@ def build_models(out: Path, cfg: BuildConfig | None = None, log=print) -> dict[s
     # the chat model ends its turns with <|im_end|>: that is its end-of-sequence token
     im_end = tokenizer.convert_tokens_to_ids("<|im_end|>")
     tokenizer.eos_token = "<|im_end|>"
-    with tempfile.TemporaryDirectory() as tmp:
-        model = sft(model, tokenizer, world.instructions()["train"], cfg, Path(tmp))
+    model = sft(model, tokenizer, world.instructions()["train"], cfg)
     chat_dir = Path(out) / "tiny-chat"
     model.config.eos_token_id = im_end
     model.generation_config.eos_token_id = [im_end, tokenizer.convert_tokens_to_ids("<|endoftext|>")]

@@ -1,4 +1,4 @@
-"""Generation helpers and the bundled evaluation tasks (``facts``, ``qa``, ``domain``).
+"""The bundled evaluation tasks (``facts``, ``qa``, ``domain``) and how answers are matched.
 
 A reply to a chat question counts as correct only if it contains the right answer *and* the model
 closed its turn (emitted the end-of-turn token) on its own: a model that rambles on is not chatting.
@@ -59,11 +59,14 @@ def score_facts(model, tokenizer, world: World | None = None, name: str = "model
     return _result("facts", name, rows)
 
 
-def score_chat(model, tokenizer, questions: list[str], answers: list[str], max_new_tokens: int = 32) -> list[dict]:
-    """Ask each question in the chat format; a reply is correct if it names the answer and ends its turn."""
+def score_chat(model, tokenizer, questions: list[str], answers: list[str], max_new_tokens: int = 32,
+               **decoding) -> list[dict]:
+    """Ask each question in the chat format; a reply is correct if it names the answer and ends its turn.
+
+    ``decoding`` goes to ``generate`` (e.g. ``do_sample=True, temperature=0.7, seed=0``); default greedy."""
     eot = end_of_turn_id(tokenizer)
     gens = generate(model, tokenizer, [chat_prompt(tokenizer, q) for q in questions],
-                    max_new_tokens=max_new_tokens, stop_ids=[eot])
+                    max_new_tokens=max_new_tokens, stop_ids=[eot], **decoding)
     return [{"prompt": q, "output": g.text, "answer": a, "ended": g.stopped,
              "correct": g.stopped and mentions(g.text, a)} for q, g, a in zip(questions, gens, answers)]
 

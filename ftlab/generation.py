@@ -42,14 +42,14 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, sto
         stop_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos if eos is not None else tokenizer.eos_token_id]
     if seed is not None:
         torch.manual_seed(seed)
+    sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample else dict(
+        do_sample=False, temperature=None, top_p=None, top_k=None)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     out: list[Generation] = []
     try:
         for i in range(0, len(prompts), batch_size):
             chunk = prompts[i:i + batch_size]
             enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
-            sampling = dict(do_sample=True, temperature=temperature, top_p=top_p, top_k=0) if do_sample else dict(
-                do_sample=False, temperature=None, top_p=None, top_k=None)
             ids = model.generate(**enc, max_new_tokens=max_new_tokens, eos_token_id=stop_ids,
                                  pad_token_id=tokenizer.pad_token_id, **sampling)
             for prompt, row in zip(chunk, ids[:, enc["input_ids"].shape[1]:].tolist()):

@@ -7,12 +7,13 @@ the model's context window: an over-long prompt must never become a silent wrong
 
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
 import torch
 
-from ftlab.generation import generate
+from ftlab.generation import answer_logprob, generate
 
 
 class ContextWindowError(ValueError):
@@ -91,9 +92,7 @@ def predict(model, tokenizer, prompts: list[str], max_new_tokens: int = 8, with_
 
 
 def _probability(model, tokenizer, prompt: str, answer: str) -> float:
-    from ftlab.generation import answer_logprob
-
-    return float(torch.exp(torch.tensor(answer_logprob(model, tokenizer, prompt, answer))))
+    return math.exp(answer_logprob(model, tokenizer, prompt, answer))
 
 
 def accuracy(predictions: list[Prediction], answers: list[str]) -> float:

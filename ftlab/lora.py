@@ -7,6 +7,8 @@ from pathlib import Path
 
 import torch
 
+from ftlab.models import count_parameters, hf_progress_bars_off
+
 ATTENTION_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj"]
 
 
@@ -44,18 +46,11 @@ def lora_config(model, r: int, alpha: float | None = None, targets="all-linear",
 
 def trainable_parameters(model) -> tuple[int, int]:
     """(trainable, total) parameter counts."""
-    total = sum(p.numel() for p in model.parameters())
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), total
+    return count_parameters(model, trainable_only=True), count_parameters(model)
 
 
 def saved_size(model) -> int:
     """Bytes on disk after ``save_pretrained``: the full checkpoint, or only the adapter for a PEFT model."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()
-    try:
-        with tempfile.TemporaryDirectory() as tmp:
-            model.save_pretrained(tmp)
-            return sum(f.stat().st_size for f in Path(tmp).rglob("*.safetensors"))
-    finally:
-        hf_logging.enable_progress_bar()
+    with hf_progress_bars_off(), tempfile.TemporaryDirectory() as tmp:
+        model.save_pretrained(tmp)
+        return sum(f.stat().st_size for f in Path(tmp).rglob("*.safetensors"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,6 +42,18 @@ def resolve(name: str | os.PathLike) -> str:
                              "'HuggingFaceTB/SmolLM2-135M' (gpu profile, needs internet).")
 
 
+@contextlib.contextmanager
+def hf_progress_bars_off():
+    """No "Loading weights" / "Writing model shards" bars: noise in a lesson."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.enable_progress_bar()
+
+
 def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
@@ -60,12 +73,10 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     dtype = profile.torch_dtype if profile is not None else torch.float32
     if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
         dtype = torch.float32
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a "Loading weights" bar per load is noise in a lesson
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
+        with hf_progress_bars_off():
+            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
     except OSError as err:
         if not is_local and _offline():
             raise ModelNotFoundError(
@@ -73,8 +84,6 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                 "so it cannot be downloaded. Use 'tiny-base' / 'tiny-chat', or switch to the gpu profile with "
                 "internet (FTLAB_PROFILE=gpu), or download it elsewhere and pass its folder.") from None
         raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
-    finally:
-        hf_logging.enable_progress_bar()
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     with_generation_markers(tokenizer)
