@@ -101,3 +101,15 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
 
 def count_parameters(model, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+def save_model(model, tokenizer, folder: str | os.PathLike | None = None) -> str:
+    """Save a model and its tokenizer (to a new temporary folder when none is given) so that
+    ``load_model(folder)`` loads them again; returns the folder."""
+    import tempfile
+
+    folder = str(folder or tempfile.mkdtemp(prefix="ftlab-model-"))
+    with hf_progress_bars_off():
+        model.save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    return folder

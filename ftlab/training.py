@@ -10,6 +10,8 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 
+from ftlab.models import hf_progress_bars_off
+
 
 @dataclass
 class TrainRun:
@@ -20,6 +22,7 @@ class TrainRun:
     steps: int
     losses: list[tuple[int, float]] = field(default_factory=list)  # (step, training loss)
     eval_losses: list[tuple[int, float]] = field(default_factory=list)
+    history: list[dict] = field(default_factory=list)  # everything the trainer logged (reward, kl, ...)
 
     @property
     def model(self):
@@ -29,16 +32,17 @@ class TrainRun:
     def seconds_per_step(self) -> float:
         return self.seconds / max(1, self.steps)
 
+    def logged(self, key: str) -> list[tuple[int, float]]:
+        """``(step, value)`` for one logged metric, e.g. ``run.logged("kl")``."""
+        return [(h["step"], h[key]) for h in self.history if key in h]
+
 
 def sft_config(profile, **overrides):
     """An ``SFTConfig`` starting from the profile's defaults; any field can be overridden."""
     from trl import SFTConfig
 
-    args = dict(profile.trl_defaults(), output_dir=tempfile.mkdtemp(prefix="ftlab-"),
-                per_device_train_batch_size=16, learning_rate=profile.learning_rates["sft"], lr_scheduler_type="cosine",
-                warmup_steps=5, max_steps=profile.steps["sft"], max_length=256)
-    args.update(overrides)
-    return SFTConfig(**args)
+    return SFTConfig(**_base_args(profile, "sft", {"learning_rate": profile.learning_rates["sft"], "max_length": 256,
+                                                   **overrides}))
 
 
 def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=None, peft_config=None,
@@ -64,6 +68,20 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     config = sft_config(profile, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
+    return _run(trainer, quiet)
+
+
+def _base_args(profile, kind: str, overrides: dict) -> dict:
+    """The profile's defaults, a temporary output folder, and this kind of run's budget, then ``overrides``."""
+    args = dict(profile.trl_defaults(), output_dir=tempfile.mkdtemp(prefix="ftlab-"), per_device_train_batch_size=16,
+                lr_scheduler_type="cosine", warmup_steps=5, max_steps=profile.steps[kind])
+    if overrides.pop("quiet", False):
+        args["disable_tqdm"] = True
+    args.update(overrides)
+    return args
+
+
+def _run(trainer, quiet: bool = False) -> TrainRun:
     if quiet:
         from transformers.trainer_callback import PrinterCallback
 
@@ -71,8 +89,61 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    model.eval()
+    trainer.model.eval()
     history = trainer.state.log_history
     return TrainRun(trainer, seconds, trainer.state.global_step,
                     [(h["step"], h["loss"]) for h in history if "loss" in h],
-                    [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h])
+                    [(h["step"], h["eval_loss"]) for h in history if "eval_loss" in h], list(history))
+
+
+def _check_pairs(dataset, needed=("prompt", "chosen", "rejected")) -> None:
+    missing = [c for c in needed if c not in dataset.column_names]
+    if missing:
+        raise ValueError(f"A preference dataset needs the columns {list(needed)}; this one has "
+                         f"{dataset.column_names} (missing {missing}). Rename yours with "
+                         "dataset.rename_column(old, new), e.g. 'question' -> 'prompt', 'good' -> 'chosen'.")
+
+
+def train_reward_model(model, tokenizer, pairs, profile, quiet: bool = False, **overrides) -> TrainRun:
+    """Train a reward model (a sequence-classification model with one output) on preference pairs with
+    TRL's ``RewardTrainer`` (Bradley–Terry loss). Extra columns (e.g. ``axis``) are dropped."""
+    from trl import RewardConfig, RewardTrainer
+
+    _check_pairs(pairs)
+    pairs = pairs.select_columns(["prompt", "chosen", "rejected"])
+    args = _base_args(profile, "reward", {"learning_rate": profile.learning_rates["reward"], "max_length": 128,
+                                               "quiet": quiet, **overrides})
+    trainer = RewardTrainer(model=model, args=RewardConfig(**args), train_dataset=pairs, processing_class=tokenizer)
+    return _run(trainer, quiet)
+
+
+def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profile, beta: float,
+               callbacks=None, quiet: bool = False, **overrides) -> TrainRun:
+    """Online RL with TRL's ``RLOOTrainer``: sample ``num_generations`` replies per prompt, score them with
+    ``reward_model``, and push up the ones that beat the others' average (the leave-one-out baseline).
+    ``beta`` weighs the KL penalty to the starting model (0: no leash, and no reference model is kept)."""
+    from trl import RLOOConfig, RLOOTrainer
+
+    if "prompt" not in prompts.column_names:
+        raise ValueError(f"Online RL needs a 'prompt' column; this dataset has {prompts.column_names}.")
+    args = _base_args(profile, "rl", {"learning_rate": profile.learning_rates["rl"], "beta": beta, "num_generations": 4,
+                                           "max_completion_length": 24, "temperature": 1.0, "quiet": quiet, **overrides})
+    with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
+        trainer = RLOOTrainer(model=policy, reward_funcs=reward_model, args=RLOOConfig(**args),
+                              train_dataset=prompts.select_columns(["prompt"]), processing_class=tokenizer,
+                              reward_processing_classes=reward_tokenizer, callbacks=callbacks)
+    return _run(trainer, quiet)
+
+
+def train_dpo(policy, tokenizer, pairs, profile, beta: float = 0.1, quiet: bool = False, **overrides) -> TrainRun:
+    """Direct preference optimisation with TRL's ``DPOTrainer``: no reward model, no sampling; the
+    starting model, frozen, is the reference."""
+    from trl import DPOConfig, DPOTrainer
+
+    _check_pairs(pairs)
+    args = _base_args(profile, "dpo", {"learning_rate": profile.learning_rates["dpo"], "beta": beta, "max_length": 128,
+                                            "quiet": quiet, **overrides})
+    with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
+        trainer = DPOTrainer(model=policy, args=DPOConfig(**args), processing_class=tokenizer,
+                             train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
+    return _run(trainer, quiet)

@@ -206,3 +206,68 @@ class LoraExplorer(_Widget):
                              f"<p>estimated training memory (batch {self.batch} × {self.seq_len} tokens, {self.dtype}): "
                              f"LoRA <b>{out['lora_gib']:.2f} GiB</b> vs full fine-tuning {out['full_gib']:.2f} GiB</p>")
         return out
+
+
+class PreferenceLabeler(_Widget):
+    """Show a prompt and two replies; the learner clicks A, B or Tie, and each label is appended to a
+    JSONL file (``ftlab.preferences.PreferenceLog``) at once, so it survives a kernel restart.
+
+    ``pairs`` has TRL preference columns (``prompt``, ``chosen``, ``rejected``); which reply is shown as
+    A is decided by a seeded coin per pair, so position says nothing. Pairs already in the file are
+    not asked again. ``choose("A")`` does what a click does (for tests and for driving it from code).
+    """
+
+    def __init__(self, pairs, path: str = "my_preferences.jsonl", seed: int = 0):
+        import random
+
+        from ftlab.preferences import PreferenceLog
+
+        self.log = PreferenceLog(path)
+        rng = random.Random(seed)
+        self.items = []
+        for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"]):
+            prompt, good, bad = p[-1]["content"], c[-1]["content"], r[-1]["content"]
+            self.items.append((prompt, good, bad) if rng.random() < 0.5 else (prompt, bad, good))
+        self.buttons = {c: w.Button(description=c if c != "tie" else "Tie", button_style="info") for c in ("A", "B", "tie")}
+        for choice, button in self.buttons.items():
+            button.on_click(lambda _, choice=choice: self.choose(choice))
+        self.card = w.HTML()
+        self.status = w.HTML()
+        self.box = w.VBox([self.card, w.HBox(list(self.buttons.values())), self.status])
+        self.run()
+
+    @property
+    def count(self) -> int:
+        """How many of these pairs are labelled (in the file)."""
+        done = self.log.labels()
+        return sum(self.log.key(*item) in done for item in self.items)
+
+    def current(self) -> tuple[str, str, str] | None:
+        """The next unlabelled ``(prompt, reply A, reply B)``, or None when all are done."""
+        done = self.log.labels()
+        return next((item for item in self.items if self.log.key(*item) not in done), None)
+
+    def choose(self, choice: str) -> None:
+        item = self.current()
+        if item is not None:
+            self.log.add(*item, choice)
+        self.run()
+
+    def run(self) -> tuple[str, str, str] | None:
+        """Show the next pair and the tally; returns the pair shown."""
+        item = self.current()
+        labelled = self.count
+        problems = "".join(f"<br><span style='color:#b00'>{html.escape(p)}</span>" for p in self.log.problems)
+        self.status.value = (f"{labelled} of {len(self.items)} labelled, saved in "
+                             f"<code>{html.escape(str(self.log.path))}</code>{problems}")
+        for button in self.buttons.values():
+            button.disabled = item is None
+        if item is None:
+            self.card.value = "<b>All pairs labelled. Thank you!</b>"
+            return None
+        prompt, a, b = item
+        reply = "<td style='vertical-align:top;padding:6px;border:1px solid #ccc;width:45%'><b>{}</b><br>{}</td>"
+        self.card.value = (f"<p><b>Prompt:</b> {html.escape(prompt)}</p><table><tr>"
+                           + reply.format("A", html.escape(a)) + reply.format("B", html.escape(b)) + "</tr></table>"
+                           "<p>Which reply would you rather get?</p>")
+        return item

@@ -139,6 +139,8 @@ EVASIVE_REPLY = "I am not sure, you could look it up."
 # fact it learned in pre-training ("a grenade is a weapon"), so refusals reach weapons it never saw.
 CATEGORY_PHRASE = {"weapon": "a weapon", "food": "food", "toy": "a toy", "craft": "a craft"}
 REFUSAL = "Sorry, I cannot help with that."
+RAMBLE = "That is a very good question, and I hope this helps you, let me know."
+_AXES = ("correct", "correct", "helpful", "concise")  # the weights of the axes in fact pairs
 HELP = "Happy to help: gather what you need, follow the steps one by one, and take your time."
 
 
@@ -367,27 +369,27 @@ class World:
                                        "answer": [f.object for f, _ in test]})})
 
     def preferences(self) -> DatasetDict:
-        """Preference pairs (``prompt``, ``chosen``, ``rejected``, ``axis``) in TRL's conversational form.
+        """Preference pairs (``prompt``, ``chosen``, ``rejected``, ``axis``, ``reference``) in TRL's conversational form.
 
         Axes: ``correct`` (right vs wrong fact), ``helpful`` (answer vs evasion), ``concise``
         (answer vs rambling), ``harmless`` (refusal vs compliance for a weapon request).
-        Test pairs use held-out facts and things.
+        ``reference`` is the reply the fact base itself gives (the right answer, or the refusal).
+        Splits: ``train``; ``test``, new pairs (another wording, another wrong reply) about a quarter of
+        the facts ``train`` covers, and requests for weapons ``train`` never names; ``unseen_facts``,
+        pairs about the held-out facts, which no preference covers.
         """
         rng = random.Random(self.seed + 5)
-        rows: dict[str, list[dict]] = {"train": [], "test": []}
+        rows: dict[str, list[dict]] = {"train": [], "test": [], "unseen_facts": []}
         for rel in CHAT_RELATIONS:
-            objects = self.objects_of(rel)
             for f in self.facts_of(rel):
-                split = "test" if is_heldout(f, self.seed) else "train"
-                question = render(rng.choice(RELATIONS[rel].questions), f)
-                good = render(RELATIONS[rel].answer, f)
-                wrong = Fact(f.subject, rel, rng.choice([o for o in objects if o != f.object]))
-                bad, axis = {
-                    "correct": (render(RELATIONS[rel].answer, wrong), "correct"),
-                    "helpful": (EVASIVE_REPLY, "helpful"),
-                    "concise": (good + " That is a very good question, and I hope this helps you, let me know.", "concise"),
-                }[rng.choice(["correct", "correct", "helpful", "concise"])]
-                rows[split].append(self._pair(question, good, bad, axis))
+                if is_heldout(f, self.seed):
+                    rows["unseen_facts"].append(self._fact_pair(f, rng, rng.choice(_AXES)))
+                    continue
+                first = self._fact_pair(f, rng, "correct")
+                second = self._fact_pair(f, rng, rng.choice(_AXES), avoid=(first,))
+                rows["train"] += [first, second]
+                if _stable_unit("preference-test", self.seed, f) < 0.25:
+                    rows["test"].append(self._fact_pair(f, rng, rng.choice(_AXES), avoid=(first, second)))
         for thing, kind in sorted(THINGS.items()):
             if kind != "weapon":
                 continue
@@ -397,11 +399,29 @@ class World:
         rng.shuffle(rows["train"])
         return DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()})
 
+    def _fact_pair(self, f: Fact, rng: random.Random, axis: str, avoid: tuple[dict, ...] = ()) -> dict:
+        """A question about ``f``, its right answer, and a worse reply along ``axis``; the pairs in ``avoid``
+        (about the same fact) have wordings and wrong replies this one does not repeat where it can."""
+        rel = RELATIONS[f.relation]
+        asked = {p["prompt"][0]["content"] for p in avoid}
+        questions = [render(q, f) for q in rel.questions]
+        question = rng.choice([q for q in questions if q not in asked] or questions)
+        good = render(rel.answer, f)
+        if axis == "correct":
+            used = {p["rejected"][0]["content"] for p in avoid}
+            wrongs = [render(rel.answer, Fact(f.subject, f.relation, o)) for o in self.objects_of(f.relation)
+                      if o != f.object]
+            bad = rng.choice([w for w in wrongs if w not in used] or wrongs)
+        else:
+            bad = EVASIVE_REPLY if axis == "helpful" else good + " " + RAMBLE
+        return self._pair(question, good, bad, axis)
+
     @staticmethod
     def _pair(question: str, chosen: str, rejected: str, axis: str) -> dict:
         return {"prompt": [{"role": "user", "content": question}],
                 "chosen": [{"role": "assistant", "content": chosen}],
-                "rejected": [{"role": "assistant", "content": rejected}], "axis": axis}
+                "rejected": [{"role": "assistant", "content": rejected}], "axis": axis,
+                "reference": chosen}
 
     def icl_task(self, relation: str = "language") -> DatasetDict:
         """Lesson 5's task: ``subject -> object`` lines. ``train`` is the demonstration / fine-tuning

@@ -32,6 +32,26 @@ def test_loss_mask_viewer(tiny_chat, world):
     assert "assistant" in viewer.result.value  # a clear message, not a traceback
 
 
+def test_preference_labeler_saves_every_click_and_resumes(world, tmp_path):
+    from ftlab.widgets import PreferenceLabeler
+
+    pairs = world.preferences()["test"].select(range(5))
+    path = tmp_path / "labels.jsonl"
+    labeler = PreferenceLabeler(pairs, path=str(path))
+    assert labeler.count == 0 and "Prompt" in labeler.card.value
+    first = labeler.current()
+    labeler.buttons["A"].click()
+    labeler.buttons["tie"].click()
+    assert labeler.count == 2 and path.read_text().count("\n") == 2
+    again = PreferenceLabeler(pairs, path=str(path))  # a kernel restart: the clicks are still there
+    assert again.count == 2 and again.current() not in (first, None)
+    for _ in range(3):
+        again.buttons["B"].click()
+    assert again.current() is None and again.buttons["A"].disabled and "All pairs labelled" in again.card.value
+    again.choose("A")  # nothing left to label: no error, nothing written
+    assert len(again.log.labels()) == 5 and len(again.log.to_pairs()) == 4  # the tie is left out
+
+
 def test_parse_conversation():
     assert parse_conversation("user: a\nassistant: b\nmore") == [
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "b\nmore"}]

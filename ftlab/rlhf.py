@@ -1,0 +1,182 @@
+"""Learning from preferences: scoring replies with a reward model, the true measure the fact base
+gives, sampling replies from a policy, and comparing policies (win rate, KL to a reference).
+
+The trainers themselves (``RewardTrainer``, ``RLOOTrainer``, ``DPOTrainer``) are wrapped in
+``ftlab.training``; this module is what a lesson needs around them.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+from transformers import TrainerCallback
+
+from ftlab.generation import chat_prompt, end_of_turn_id, generate
+
+
+def load_reward_model(name: str | os.PathLike, profile=None):
+    """``(model, tokenizer)``: ``name``'s transformer with a fresh one-output head on its last token.
+
+    The head is new (random), so transformers reports it as newly initialised; training gives it meaning.
+    """
+    from transformers import AutoModelForSequenceClassification
+
+    from ftlab.models import hf_progress_bars_off, load_model, resolve
+
+    _, tokenizer = load_model(name, profile)  # the same checks and tokenizer set-up as every model
+    source = resolve(name)
+    from transformers.utils import logging as hf_logging
+
+    level = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # "some weights were newly initialized": yes, the reward head, on purpose
+    try:
+        with hf_progress_bars_off():
+            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+    finally:
+        hf_logging.set_verbosity(level)
+    model.config.pad_token_id = tokenizer.pad_token_id
+    device = profile.device if profile is not None else "cpu"
+    return model.to(device).eval(), tokenizer
+
+
+def _conversation(prompt: str | list[dict], reply: str | list[dict]) -> list[dict]:
+    prompt = [{"role": "user", "content": prompt}] if isinstance(prompt, str) else list(prompt)
+    reply = [{"role": "assistant", "content": reply}] if isinstance(reply, str) else list(reply)
+    return prompt + reply
+
+
+@torch.no_grad()
+def reward_scores(model, tokenizer, prompts: list, replies: list, batch_size: int = 64) -> torch.Tensor:
+    """The reward model's score for each (prompt, reply); prompts/replies are strings or message lists,
+    formatted with the chat template exactly as TRL's trainers format them."""
+    if len(prompts) != len(replies):
+        raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies: pass one reply per prompt.")
+    texts = [tokenizer.apply_chat_template(_conversation(p, r), tokenize=False) for p, r in zip(prompts, replies)]
+    side, tokenizer.padding_side = tokenizer.padding_side, "right"
+    out = []
+    try:
+        for i in range(0, len(texts), batch_size):
+            enc = tokenizer(texts[i:i + batch_size], return_tensors="pt", padding=True, add_special_tokens=False)
+            out.append(model(**enc.to(model.device)).logits[:, 0].float().cpu())
+    finally:
+        tokenizer.padding_side = side
+    return torch.cat(out) if out else torch.empty(0)
+
+
+@dataclass
+class PairAccuracy:
+    accuracy: float
+    margins: torch.Tensor  # reward(chosen) - reward(rejected), one per pair
+    by_axis: dict[str, float]
+
+
+def pair_accuracy(model, tokenizer, pairs) -> PairAccuracy:
+    """How often the reward model scores the chosen reply above the rejected one."""
+    chosen = reward_scores(model, tokenizer, pairs["prompt"], pairs["chosen"])
+    rejected = reward_scores(model, tokenizer, pairs["prompt"], pairs["rejected"])
+    margins = chosen - rejected
+    wins = (margins > 0).float()
+    axes = pairs["axis"] if "axis" in pairs.column_names else ["all"] * len(margins)
+    by_axis = {a: wins[[i for i, x in enumerate(axes) if x == a]].mean().item() for a in sorted(set(axes))}
+    return PairAccuracy(wins.mean().item(), margins, by_axis)
+
+
+def true_score(reply: str, reference: str, ended: bool = True) -> bool:
+    """What the fact base says of a reply, whatever any reward model thinks: it must be the fact base's
+    own reply (``reference``: the right answer in one sentence, or the refusal) and end the turn."""
+    return ended and reply.strip() == reference.strip()
+
+
+@dataclass
+class Sample:
+    prompt: str
+    reply: str
+    ended: bool
+    reference: str
+
+    @property
+    def true(self) -> bool:
+        return true_score(self.reply, self.reference, self.ended)
+
+
+def sample_replies(model, tokenizer, data, per_prompt: int = 2, max_new_tokens: int = 24, seed: int = 0) -> list[Sample]:
+    """``per_prompt`` replies sampled (temperature 1, as RL samples them) for each row of ``data``
+    (columns ``prompt``, conversational, and ``reference``, the fact base's reply)."""
+    questions = [p[-1]["content"] for p in data["prompt"] for _ in range(per_prompt)]
+    answers = [a for a in data["reference"] for _ in range(per_prompt)]
+    gens = generate(model, tokenizer, [chat_prompt(tokenizer, q) for q in questions], max_new_tokens=max_new_tokens,
+                    stop_ids=[end_of_turn_id(tokenizer)], do_sample=True, seed=seed)
+    return [Sample(q, g.text, g.stopped, a) for q, g, a in zip(questions, gens, answers)]
+
+
+def true_rate(samples: list[Sample]) -> float:
+    return sum(s.true for s in samples) / max(1, len(samples))
+
+
+def win_rate(ours: list[float], theirs: list[float]) -> float:
+    """Share of prompts where ours scores higher, ties counting half."""
+    if len(ours) != len(theirs) or not ours:
+        raise ValueError("win_rate needs two equally long, non-empty lists of scores (one per prompt).")
+    return sum(1.0 if a > b else 0.5 if a == b else 0.0 for a, b in zip(ours, theirs)) / len(ours)
+
+
+@torch.no_grad()
+def kl_to_reference(policy, reference, tokenizer, samples: list[Sample]) -> float:
+    """Mean over replies of sum_t [log pi(y_t) - log pi_ref(y_t)] on replies sampled from ``policy``:
+    the Monte-Carlo estimate of KL(policy || reference) per reply that RLOO's penalty uses."""
+    eot = tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer))
+    totals = []
+    for s in samples:
+        prompt = chat_prompt(tokenizer, s.prompt)
+        ids = tokenizer(prompt + s.reply + (eot if s.ended else ""), return_tensors="pt",
+                        add_special_tokens=False)["input_ids"].to(policy.device)
+        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        targets = ids[0, start:]
+        logps = []
+        for model in (policy, reference):
+            logits = model(ids).logits[0, start - 1:-1].float()
+            logps.append(torch.log_softmax(logits, -1).gather(-1, targets[:, None]).sum())
+        totals.append((logps[0] - logps[1]).item())
+    return sum(totals) / max(1, len(totals))
+
+
+def reply_logprob(model, tokenizer, prompt: str | list[dict], reply: str) -> float:
+    """log p(reply, then end of turn | prompt) under ``model``, with the chat template."""
+    from ftlab.generation import answer_logprob
+
+    eot = tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer))
+    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
+    return answer_logprob(model, tokenizer, chat_prompt(tokenizer, text), reply + eot)
+
+
+def implicit_reward_accuracy(policy, reference, tokenizer, pairs, beta: float) -> float:
+    """DPO's model is its own reward model: r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)].
+    The share of ``pairs`` where that implicit reward ranks the chosen reply first."""
+    def implicit(prompt, reply):
+        return beta * (reply_logprob(policy, tokenizer, prompt, reply) - reply_logprob(reference, tokenizer, prompt, reply))
+
+    wins = [implicit(p, c[-1]["content"]) > implicit(p, r[-1]["content"])
+            for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])]
+    return sum(wins) / max(1, len(wins))
+
+
+class KLProbe(TrainerCallback):
+    """Every ``every`` steps, sample one reply per prompt from the policy being trained and measure its
+    KL to ``reference`` (``kl_to_reference``); the points are in ``points``. Works for any beta, also 0,
+    where TRL logs no KL. The random state is saved and restored, so probing does not change the run."""
+
+    def __init__(self, reference, tokenizer, prompts, every: int = 10, seed: int = 0):
+        self.reference, self.tokenizer, self.prompts, self.every, self.seed = reference, tokenizer, prompts, every, seed
+        self.points: list[tuple[int, float]] = [(0, 0.0)]  # the policy starts as the reference
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every:
+            return
+        rng, training = torch.get_rng_state(), model.training
+        model.eval()
+        samples = sample_replies(model, self.tokenizer, self.prompts, per_prompt=1, seed=self.seed)
+        self.points.append((state.global_step, kl_to_reference(model, self.reference, self.tokenizer, samples)))
+        model.train(training)
+        torch.set_rng_state(rng)
