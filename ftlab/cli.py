@@ -1,4 +1,4 @@
-"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``."""
+"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``."""
 
 from __future__ import annotations
 
@@ -102,6 +102,33 @@ def build_cmd(args) -> int:
     return 0
 
 
+def release_cmd(args) -> int:
+    from ftlab.exercises import release
+
+    try:
+        written = release(args.source, args.out)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    print(f"wrote {len(written)} student notebook(s) to {args.out}: " + ", ".join(p.name for p in written))
+    return 0
+
+
+def grade_cmd(args) -> int:
+    from ftlab.grading import GradingError, grade
+
+    try:
+        results = grade(args.submissions, args.exercise, args.out, jobs=args.jobs, timeout=args.timeout,
+                        memory_mb=args.memory, force=args.force, source_dir=args.source, feedback_dir=args.feedback)
+    except GradingError as err:
+        raise UserError(str(err)) from None
+    counts: dict[str, int] = {}
+    for r in results:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    if counts:
+        print("statuses: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -119,6 +146,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--smoke", action="store_true", help="a few steps only, to check the pipeline")
     p.set_defaults(func=build_cmd)
+    p = sub.add_parser("exercises", help="exercise notebooks: make the student versions")
+    ex = p.add_subparsers(dest="action", required=True)
+    r = ex.add_parser("release", help="write student notebooks (no solutions, no hidden tests, no outputs)")
+    r.add_argument("source", help="folder of exercise sources (e.g. exercises/source)")
+    r.add_argument("out", help="folder for the student versions (e.g. exercises/release)")
+    r.set_defaults(func=release_cmd)
+    p = sub.add_parser("grade", help="grade a folder of submitted notebooks into a CSV and feedback files")
+    p.add_argument("submissions", help="folder with one file per submission")
+    p.add_argument("--exercise", required=True, help="exercise name or its number, e.g. 02 or 02_sft_formatting")
+    p.add_argument("--out", default="grades.csv", help="CSV to write (rows are appended as they finish)")
+    p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per submission")
+    p.add_argument("--memory", type=int, default=8192, help="address-space limit per kernel, MB")
+    p.add_argument("--force", action="store_true", help="regrade submissions already in the CSV")
+    p.add_argument("--source", default="exercises/source", help="folder of the instructor's exercise sources")
+    p.add_argument("--feedback", help="folder for the per-student feedback (default: next to the CSV)")
+    p.set_defaults(func=grade_cmd)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

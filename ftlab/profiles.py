@@ -150,7 +150,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
     """Choose the profile, configure the process for it, seed everything, print one line.
 
     In the ``cpu`` profile this sets ``HF_HUB_OFFLINE=1`` so nothing reaches for the network,
-    and uses every core for PyTorch.
+    and uses every core for PyTorch (or ``OMP_NUM_THREADS`` of them, when set).
     """
     chosen = choose_profile(profile, seed)
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
@@ -167,7 +167,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
     # deprecation notices from inside transformers/peft say nothing a learner can act on
     warnings.filterwarnings("ignore", message=".*is deprecated and will be removed.*", category=FutureWarning)
     if chosen.device == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
     seed_everything(seed)
     if not quiet:
         print(chosen.describe())

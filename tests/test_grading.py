@@ -1,0 +1,172 @@
+"""Exercises and the grader: release is reproducible, sources score full marks, released notebooks
+score 0 without crashing, and every kind of bad or hostile submission gets its row and status."""
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+ROOT = Path(__file__).parent.parent
+SOURCES = ROOT / "exercises" / "source"
+RELEASED = ROOT / "exercises" / "release"
+
+
+def _grade(folder, exercise, out, *extra):
+    proc = subprocess.run([sys.executable, "-m", "ftlab.cli", "grade", str(folder), "--exercise", exercise,
+                           "--out", str(out), "--source", str(SOURCES), *extra],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with open(out, newline="", encoding="utf-8") as f:
+        return {row["file"]: row for row in csv.DictReader(f)}
+
+
+def test_released_notebooks_are_exactly_what_release_makes(tmp_path):
+    from ftlab.exercises import release
+
+    written = release(SOURCES, tmp_path)
+    assert sorted(p.name for p in written) == sorted(p.name for p in RELEASED.glob("*.ipynb")) and len(written) == 5
+    for path in written:
+        assert path.read_bytes() == (RELEASED / path.name).read_bytes(), f"{path.name}: run `ftlab exercises release`"
+
+
+def test_released_notebooks_hide_solutions_and_hidden_tests():
+    for path in RELEASED.glob("*.ipynb"):
+        text = path.read_text(encoding="utf-8")
+        nb = nbformat.read(str(path), as_version=4)
+        assert "BEGIN SOLUTION" not in text and "HIDDEN TESTS" not in text
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+        answers = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("solution")]
+        assert 3 <= len(answers) and all("raise NotImplementedError()" in c.source for c in answers)
+        graded = [c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")]
+        assert 3 <= len(graded) <= 5 and all("ftlab.check(" in c.source for c in graded)
+
+
+def test_self_check_reports_pass_fail_and_unanswered(capsys):
+    import torch
+
+    import ftlab.exercises as ex
+
+    ex.start("04_rlhf")
+    good = {"bradley_terry_loss": lambda c, r: -torch.nn.functional.logsigmoid(c - r).mean()}
+    assert ex.check("q1", _namespace=good)
+    assert "✓ q1" in capsys.readouterr().out
+    wrong = {"bradley_terry_loss": lambda c, r: (c - r).mean()}
+    assert not ex.check("q1", _namespace=wrong)
+    assert "Hint" in capsys.readouterr().out
+
+    def stub(c, r):
+        raise NotImplementedError()
+
+    assert not ex.check("q1", _namespace={"bradley_terry_loss": stub})
+    assert "not answered yet" in capsys.readouterr().out
+    assert not ex.check("q1", _namespace={})
+    assert "Run the answer cell" in capsys.readouterr().out
+    with pytest.raises(AssertionError):
+        ex.check("q1", strict=True, _namespace=wrong)
+    with pytest.raises(ex.UnknownExerciseError, match="has no question"):
+        ex.check("q9", _namespace=good)
+
+
+def test_every_source_scores_full_marks_and_every_released_notebook_zero(tmp_path):
+    import shutil
+
+    from ftlab.grading import find_source, questions
+
+    for source in sorted(SOURCES.glob("*.ipynb")):
+        folder = tmp_path / source.stem
+        folder.mkdir()
+        shutil.copy(source, folder / "solved.ipynb")
+        shutil.copy(RELEASED / source.name, folder / "released.ipynb")
+        rows = _grade(folder, source.stem, tmp_path / f"{source.stem}.csv", "--jobs", "2")
+        full = sum(q.points for q in questions(nbformat.read(str(find_source(source.stem, SOURCES)), as_version=4)))
+        assert rows["solved.ipynb"]["status"] == "ok" and float(rows["solved.ipynb"]["total"]) == full, rows["solved.ipynb"]
+        assert rows["released.ipynb"]["status"] == "ok" and float(rows["released.ipynb"]["total"]) == 0, rows["released.ipynb"]
+
+
+def _with_answer(nb, grade_id, code):
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    for cell in nb.cells:
+        if cell.metadata.get("nbgrader", {}).get("grade_id") == grade_id:
+            cell.source = code
+    return nb
+
+
+SOLVED_Q1 = "import torch\n\ndef bradley_terry_loss(r_chosen, r_rejected):\n    return -torch.nn.functional.logsigmoid(r_chosen - r_rejected).mean()"
+WRONG_Q1 = "def bradley_terry_loss(r_chosen, r_rejected):\n    return (r_chosen - r_rejected).mean()"
+
+HOSTILE = {  # file name -> (what q1's answer cell holds, expected status)
+    "syntax.ipynb": ("def bradley_terry_loss(:\n    pass", "error"),
+    "exception.ipynb": ("raise ValueError('boom')", "error"),
+    "loop.ipynb": ("while True:\n    pass", "timeout"),
+    "exit.ipynb": ("import os\nos._exit(3)", "kernel-died"),
+    "segfault.ipynb": ("import faulthandler\nfaulthandler._sigsegv()", "kernel-died"),
+    "output.ipynb": (SOLVED_Q1 + "\nfor _ in range(2000):\n    print('x' * 10000)", "ok"),
+    "fake_check.ipynb": (WRONG_Q1 + "\nimport ftlab\nftlab.check = lambda *a, **k: True", "tampered"),
+    "fake_allclose.ipynb": (WRONG_Q1 + "\nimport torch\ntorch.allclose = lambda *a, **k: True", "tampered"),
+    "fake_builtins.ipynb": (WRONG_Q1 + "\nimport builtins\nbuiltins.abs = lambda x: 0", "tampered"),
+    "fake_audit.ipynb": (WRONG_Q1 + "\nimport sys\nsys.audit = lambda *a: None", "tampered"),
+    "fake_cells.ipynb": (WRONG_Q1 + "\nip = get_ipython()\nrun = ip.run_cell\nip.run_cell = lambda *a, **k: run('pass')",
+                         "tampered"),
+    "write_outside.ipynb": (SOLVED_Q1 + "\ntry:\n    open('/tmp/ftlab-grader-escape.txt', 'w').write('x')\n"
+                            "except PermissionError:\n    pass", "forbidden"),
+    "shell.ipynb": (SOLVED_Q1 + "\nimport os\nos.system('touch /tmp/ftlab-grader-escape.txt')", "forbidden"),
+    "Zoë 学生 🎓.ipynb": (SOLVED_Q1, "ok"),
+}
+
+
+def test_hostile_submissions_each_get_their_row(tmp_path):
+    source = nbformat.read(str(SOURCES / "04_rlhf.ipynb"), as_version=4)
+    folder = tmp_path / "submissions"
+    folder.mkdir()
+    for name, (code, _) in HOSTILE.items():
+        nbformat.write(_with_answer(source, "q1_answer", code), str(folder / name))
+    (folder / "not_json.ipynb").write_text("{this is not json", encoding="utf-8")
+    (folder / "essay.txt").write_text("I did the exercise in my head.", encoding="utf-8")
+    (folder / "other.ipynb").write_text(json.dumps({"cells": "nope"}), encoding="utf-8")
+    cells = source.cells
+    answer_q2 = next(i for i, c in enumerate(cells) if c.metadata.get("nbgrader", {}).get("grade_id") == "q2_answer")
+    deleted = nbformat.from_dict(json.loads(json.dumps(source)))
+    del deleted.cells[answer_q2]
+    nbformat.write(deleted, str(folder / "deleted.ipynb"))
+    reordered = nbformat.from_dict(json.loads(json.dumps(source)))
+    reordered.cells = reordered.cells[::-1]
+    nbformat.write(reordered, str(folder / "reordered.ipynb"))
+    duplicated = _with_answer(source, "q1_answer", SOLVED_Q1)
+    wrong_copy = nbformat.from_dict(json.loads(json.dumps(_with_answer(source, "q1_answer", WRONG_Q1).cells[2])))
+    duplicated.cells.insert(1, wrong_copy)  # an old wrong attempt above; the last copy is graded
+    nbformat.write(duplicated, str(folder / "duplicated.ipynb"))
+
+    out = tmp_path / "grades.csv"
+    rows = _grade(folder, "04", out, "--jobs", "2", "--timeout", "25")
+    expected = {name: status for name, (_, status) in HOSTILE.items()}
+    expected.update({"not_json.ipynb": "invalid-notebook", "essay.txt": "invalid-notebook",
+                     "other.ipynb": "invalid-notebook", "deleted.ipynb": "ok", "reordered.ipynb": "ok",
+                     "duplicated.ipynb": "ok"})
+    assert set(rows) == set(expected), set(rows) ^ set(expected)
+    for name, status in expected.items():
+        assert rows[name]["status"] == status, (name, rows[name])
+    assert not Path("/tmp/ftlab-grader-escape.txt").exists()
+    for name in ("fake_check.ipynb", "fake_allclose.ipynb", "fake_builtins.ipynb", "fake_audit.ipynb", "fake_cells.ipynb"):
+        assert float(rows[name]["total"]) == 0
+    assert float(rows["Zoë 学生 🎓.ipynb"]["total"]) == 7 and float(rows["reordered.ipynb"]["total"]) == 7
+    assert float(rows["duplicated.ipynb"]["total"]) == 7
+    assert rows["deleted.ipynb"]["q2"] == "0" and float(rows["deleted.ipynb"]["total"]) == 4
+    assert float(rows["syntax.ipynb"]["total"]) == 5 and rows["syntax.ipynb"]["q1"] == "0"  # q2, q3 still graded
+    assert "dropped" in rows["output.ipynb"]["detail"] and float(rows["output.ipynb"]["total"]) == 7
+    feedback = list((tmp_path / "grades-feedback").glob("*.md"))
+    assert len(feedback) == len(expected)
+    # a second run skips everything already graded; --force regrades
+    again = subprocess.run([sys.executable, "-m", "ftlab.cli", "grade", str(folder), "--exercise", "04", "--out", str(out),
+                            "--source", str(SOURCES)], capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and "skipped 20" in again.stdout, again.stdout + again.stderr
+    assert len(_grade(folder, "04", out)) == len(expected)
+
+
+def test_an_empty_folder_gives_a_header_and_exit_0(tmp_path):
+    (tmp_path / "empty").mkdir()
+    rows = _grade(tmp_path / "empty", "01", tmp_path / "g.csv")
+    assert rows == {} and (tmp_path / "g.csv").read_text().startswith("file,status,q1")
