@@ -104,6 +104,7 @@ HOSTILE = {  # file name -> (what q1's answer cell holds, expected status)
     "loop.ipynb": ("while True:\n    pass", "timeout"),
     "exit.ipynb": ("import os\nos._exit(3)", "kernel-died"),
     "segfault.ipynb": ("import faulthandler\nfaulthandler._sigsegv()", "kernel-died"),
+    "memory.ipynb": ("hog = bytearray(20 * 2**30)", "memory-limit"),
     "output.ipynb": (SOLVED_Q1 + "\nfor _ in range(2000):\n    print('x' * 10000)", "ok"),
     "fake_check.ipynb": (WRONG_Q1 + "\nimport ftlab\nftlab.check = lambda *a, **k: True", "tampered"),
     "fake_allclose.ipynb": (WRONG_Q1 + "\nimport torch\ntorch.allclose = lambda *a, **k: True", "tampered"),
@@ -162,7 +163,7 @@ def test_hostile_submissions_each_get_their_row(tmp_path):
     # a second run skips everything already graded; --force regrades
     again = subprocess.run([sys.executable, "-m", "ftlab.cli", "grade", str(folder), "--exercise", "04", "--out", str(out),
                             "--source", str(SOURCES)], capture_output=True, text=True, timeout=300)
-    assert again.returncode == 0 and "skipped 20" in again.stdout, again.stdout + again.stderr
+    assert again.returncode == 0 and "skipped 21" in again.stdout, again.stdout + again.stderr
     assert len(_grade(folder, "04", out)) == len(expected)
 
 
