@@ -1,4 +1,5 @@
-"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``."""
+"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``,
+``export-recipe``."""
 
 from __future__ import annotations
 
@@ -129,6 +130,17 @@ def grade_cmd(args) -> int:
     return 0
 
 
+def export_recipe_cmd(args) -> int:
+    from ftlab.recipes import UnknownRecipeError, export_recipe
+
+    try:
+        paths = export_recipe(args.recipe, args.out)
+    except UnknownRecipeError as err:
+        raise UserError(str(err)) from None
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -163,6 +175,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--source", default="exercises/source", help="folder of the instructor's exercise sources")
     p.add_argument("--feedback", help="folder for the per-student feedback (default: next to the CSV)")
     p.set_defaults(func=grade_cmd)
+    p = sub.add_parser("export-recipe", help="write a lesson's recipe as a standalone TRL script + accelerate config")
+    p.add_argument("recipe", help="sft, lora, reward, rloo or dpo")
+    p.add_argument("out", help="folder to write train.py, accelerate.yaml and README.md into")
+    p.set_defaults(func=export_recipe_cmd)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

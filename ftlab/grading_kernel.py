@@ -96,6 +96,7 @@ def install_guards() -> None:
 
     platform.platform()  # libraries ask for it; the first call runs `uname -p` in a subprocess, so call it now
 
+    sys.dont_write_bytecode = True  # importing a module must not try to write __pycache__ next to its source
     original = _fingerprint()
     state = {"writing": False}
     real_open = open

@@ -1,0 +1,45 @@
+# --- shared by every exported recipe (copied in; no ftlab import) --------------------------------
+import argparse
+import os
+
+import torch
+from datasets import load_dataset, load_from_disk
+
+
+def arguments(description: str, **defaults):
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--model", required=True, help="hub id (e.g. HuggingFaceTB/SmolLM2-135M) or a local folder")
+    parser.add_argument("--dataset", required=True, help="hub id, a .json/.jsonl file, or a save_to_disk folder")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--output-dir", default=defaults.get("output_dir", "out"))
+    parser.add_argument("--max-steps", type=int, default=defaults.get("max_steps", 500))
+    parser.add_argument("--learning-rate", type=float, default=defaults.get("learning_rate", 5e-5))
+    parser.add_argument("--batch-size", type=int, default=defaults.get("batch_size", 8))
+    parser.add_argument("--gradient-accumulation-steps", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def load_data(source: str, split: str):
+    if os.path.isdir(source):
+        data = load_from_disk(source)
+        return data[split] if hasattr(data, "keys") and split in data else data
+    if source.endswith((".json", ".jsonl")):
+        return load_dataset("json", data_files=source, split="train")
+    return load_dataset(source, split=split)
+
+
+def precision_and_device() -> dict:
+    """bf16 where the GPU does it natively, fp16 on older GPUs (a T4), fp32 on the CPU; no gradient checkpointing."""
+    if torch.cuda.is_available():
+        bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+        return {"bf16": bf16, "fp16": not bf16}
+    return {"bf16": False, "fp16": False, "use_cpu": True}
+
+
+def common_config(args) -> dict:
+    return dict(output_dir=args.output_dir, max_steps=args.max_steps, learning_rate=args.learning_rate,
+                per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
+                seed=args.seed, logging_steps=10, save_strategy="no", report_to="none", lr_scheduler_type="cosine",
+                warmup_steps=5, **precision_and_device())
+# -------------------------------------------------------------------------------------------------

@@ -1,0 +1,24 @@
+"""LoRA fine-tuning (lesson 3's recipe): SFT with a PEFT LoRA adapter on the attention and MLP
+projections; only the adapter is trained and saved. Run with `accelerate launch --config_file accelerate.yaml train.py ...`."""
+#COMMON
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+
+
+def main():
+    parser = arguments(__doc__, learning_rate=2e-4)
+    parser.add_argument("--rank", type=int, default=16)
+    args = parser.parse_args()
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model)
+    lora = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules="all-linear", task_type="CAUSAL_LM")
+    config = SFTConfig(**common_config(args), max_length=512, assistant_only_loss=True)
+    trainer = SFTTrainer(model=model, args=config, train_dataset=load_data(args.dataset, args.split),
+                         processing_class=tokenizer, peft_config=lora)
+    trainer.train()
+    trainer.save_model(args.output_dir)  # the adapter only: a few MB
+
+
+if __name__ == "__main__":
+    main()
