@@ -27,7 +27,7 @@ def test_exported_recipe_runs_standalone(recipe, world, tmp_path):
     out = tmp_path / recipe
     export_recipe(recipe, out)
     script = (out / "train.py").read_text()
-    assert "ftlab" not in script and "accelerate launch" in script
+    assert "import ftlab" not in script and "from ftlab" not in script and "accelerate launch" in script
     assert "distributed_type: MULTI_GPU" in (out / "accelerate.yaml").read_text()
     data = tmp_path / "data.jsonl"
     _data(world, recipe, data)
