@@ -181,7 +181,8 @@ def run_submission(path: Path, source: Path, timeout: float, memory_mb: int, thr
                "XDG_CACHE_HOME": str(work / ".cache"), "HF_DATASETS_CACHE": str(work / ".cache" / "datasets"),
                "HF_HOME": str(work / ".cache" / "huggingface"), "OMP_NUM_THREADS": str(threads),
                "MKL_NUM_THREADS": str(threads), "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1",
-               "PYTHONDONTWRITEBYTECODE": "1",
+               "PYTHONDONTWRITEBYTECODE": "1", "TORCHINDUCTOR_CACHE_DIR": str(work / ".cache" / "torchinductor"),
+               "TRITON_CACHE_DIR": str(work / ".cache" / "triton"),
                "PYTHONPATH": os.environ.get("PYTHONPATH", ""), "FTLAB_GRADER_DEBUG": os.environ.get("FTLAB_GRADER_DEBUG", "")}
         spec = {"argv": [sys.executable, "-m", "ftlab.grading_kernel", "-f", "{connection_file}"],
                 "display_name": "ftlab grader", "language": "python", "env": env}

@@ -74,6 +74,11 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
         dtype = torch.float32
     try:
+        if device == "cuda":  # refuse a model that cannot fit before downloading its weights
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source, local_files_only=is_local or _offline())
+            check_fits(config, torch.cuda.mem_get_info()[0], dtype=str(dtype).replace("torch.", ""), name=source)
         with hf_progress_bars_off():
             tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
@@ -97,6 +102,27 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                                "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
     return model, tokenizer
+
+
+def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model") -> None:
+    """Raise ``ModelTooBigError`` when the weights alone need more than ``free_bytes``, with the memory
+    calculator's figures for full fine-tuning, LoRA and QLoRA, and what to try. Configs the
+    calculator cannot read (not Llama-like) pass: loading itself decides then."""
+    from ftlab.memory import GIB, ConfigError, estimate, read_config
+
+    try:
+        cfg = read_config(config)
+    except ConfigError:
+        return
+    full, lora, qlora = (estimate(cfg, method, dtype=dtype) for method in ("full", "lora", "qlora"))
+    if full.breakdown["weights"] <= free_bytes:
+        return
+    raise ModelTooBigError(
+        f"{name} does not fit: {full.parameters / 1e9:.2f}B parameters need {full.breakdown['weights'] / GIB:.1f} GiB "
+        f"for the weights alone in {dtype}, and the GPU has {free_bytes / GIB:.1f} GiB free. A training step "
+        f"(batch 1, 512 tokens) needs about {full.total / GIB:.1f} GiB for full fine-tuning, {lora.total / GIB:.1f} GiB "
+        f"with LoRA and {qlora.total / GIB:.1f} GiB with QLoRA. Try QLoRA (lesson 3) if that fits, a smaller model "
+        "(e.g. HuggingFaceTB/SmolLM2-360M), or free GPU memory (restart the kernel).")
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -60,3 +60,16 @@ def test_local_folder_goes_through_the_same_path(tiny_chat, tmp_path, profile):
 def test_a_folder_without_a_model_is_explained(tmp_path):
     with pytest.raises(ModelNotFoundError, match="config.json"):
         ftlab.load_model(tmp_path)
+
+
+def test_a_model_too_big_for_the_gpu_is_refused_before_loading_with_the_calculators_numbers():
+    from ftlab.memory import bundled_configs
+    from ftlab.models import ModelTooBigError, check_fits
+
+    configs = bundled_configs()
+    t4_free = 14.5 * 2**30
+    check_fits(configs["SmolLM2-1.7B"], t4_free, dtype="float16")  # 3.2 GiB of weights: fine
+    with pytest.raises(ModelTooBigError, match=r"does not fit.*GiB.*LoRA.*QLoRA.*smaller model") as err:
+        check_fits(configs["Llama-3.1-8B"], 4 * 2**30, dtype="bfloat16", name="meta-llama/Llama-3.1-8B")
+    assert "15.0 GiB for the weights" in str(err.value)
+    check_fits({"model_type": "something-else"}, 1, name="x")  # unreadable config: loading decides
