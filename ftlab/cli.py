@@ -1,5 +1,5 @@
 """The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``,
-``export-recipe``."""
+``export-recipe``, ``bench``."""
 
 from __future__ import annotations
 
@@ -141,6 +141,19 @@ def export_recipe_cmd(args) -> int:
     return 0
 
 
+def bench_cmd(args) -> int:
+    from ftlab.bench import run
+
+    results = run(lessons=not args.no_lessons)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        print("| measurement | value |\n|---|---|")
+        for key, value in results.items():
+            print(f"| {key} | {value} |")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -179,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("recipe", help="sft, lora, reward, rloo or dpo")
     p.add_argument("out", help="folder to write train.py, accelerate.yaml and README.md into")
     p.set_defaults(func=export_recipe_cmd)
+    p = sub.add_parser("bench", help="measure this machine: load times, training throughput vs a hand loop, grading, lessons")
+    p.add_argument("--json", action="store_true")
+    p.add_argument("--no-lessons", action="store_true", help="skip running every lesson notebook (about 4 minutes)")
+    p.set_defaults(func=bench_cmd)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

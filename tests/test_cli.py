@@ -48,3 +48,15 @@ def test_build_models_smoke(tmp_path):
         assert (tmp_path / name / "model.safetensors").exists()
         assert (tmp_path / name / "chat_template.jinja").exists() or "chat_template" in (
             tmp_path / name / "tokenizer_config.json").read_text()
+
+
+def test_bench_parts_measure_real_things():
+    from ftlab import bench
+
+    times = bench.import_and_load()
+    assert set(times) == {"import ftlab (s)", "load tiny-base, fresh process, imports included (s)",
+                          "load tiny-chat, fresh process, imports included (s)"}
+    assert all(0 < v < 60 for v in times.values())
+    assert "cores" in bench.machine()
+    ratio = bench.training_throughput(lora=True, steps=4, batch=4, seq_len=32)
+    assert ratio["LoRA tokens/s, ftlab (TRL)"] > 0 and 0 < ratio["LoRA ratio ftlab / hand"] < 5
