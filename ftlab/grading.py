@@ -327,7 +327,8 @@ def grade(submissions: str | Path, exercise: str, out: str | Path, jobs: int = 1
         with open(out, "w", newline="", encoding="utf-8") as f:
             csv.writer(f).writerow(fields)
     files = _submissions(folder, {out.resolve()} | ({feedback.resolve()} if feedback.exists() else set()))
-    pending = [p for p in files if (p.name, hashlib.sha256(p.read_bytes()).hexdigest()) not in done]
+    digests = {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
+    pending = [p for p in files if (p.name, digests[p]) not in done]
     if not files:
         print(f"No submissions in {folder}: wrote the header of {out} only.")
         return []
@@ -339,7 +340,7 @@ def grade(submissions: str | Path, exercise: str, out: str | Path, jobs: int = 1
     bar = tqdm(total=len(pending), desc=f"grading {source.stem}", unit="notebook", disable=not progress)
 
     def one(path: Path) -> Result:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = digests[path]
         start = time.perf_counter()
         result = _run_in_worker(path, source, timeout, memory_mb, threads, qs)
         result.sha256, result.seconds = digest, round(time.perf_counter() - start, 2)

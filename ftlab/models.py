@@ -65,7 +65,7 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     Every name goes through the same ``from_pretrained`` calls; only where the files come from differs.
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     source = resolve(name)
     is_local = Path(source).is_dir()
@@ -79,8 +79,8 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
 
             config = AutoConfig.from_pretrained(source, local_files_only=is_local or _offline())
             check_fits(config, torch.cuda.mem_get_info()[0], dtype=str(dtype).replace("torch.", ""), name=source)
+        tokenizer = _tokenizer(source, is_local)
         with hf_progress_bars_off():
-            tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
     except OSError as err:
         if not is_local and _offline():
@@ -89,9 +89,6 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                 "so it cannot be downloaded. Use 'tiny-base' / 'tiny-chat', or switch to the gpu profile with "
                 "internet (FTLAB_PROFILE=gpu), or download it elsewhere and pass its folder.") from None
         raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    with_generation_markers(tokenizer)
     try:
         model.to(device)
     except torch.OutOfMemoryError:
@@ -102,6 +99,27 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                                "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
     return model, tokenizer
+
+
+def _tokenizer(source: str, is_local: bool):
+    """The tokenizer every ftlab model gets: a pad token, and a chat template with generation markers."""
+    from transformers import AutoTokenizer
+
+    with hf_progress_bars_off():
+        tokenizer = AutoTokenizer.from_pretrained(source, local_files_only=is_local or _offline())
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    with_generation_markers(tokenizer)
+    return tokenizer
+
+
+def load_tokenizer(name: str | os.PathLike):
+    """Just the tokenizer of ``name`` (bundled, local folder or hub id), set up as ``load_model`` sets it up."""
+    source = resolve(name)
+    try:
+        return _tokenizer(source, Path(source).is_dir())
+    except OSError as err:
+        raise ModelNotFoundError(f"Could not load the tokenizer of {source!r}: {err}") from None
 
 
 def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model") -> None:

@@ -23,9 +23,9 @@ def load_reward_model(name: str | os.PathLike, profile=None):
     """
     from transformers import AutoModelForSequenceClassification
 
-    from ftlab.models import hf_progress_bars_off, load_model, resolve
+    from ftlab.models import hf_progress_bars_off, load_tokenizer, resolve
 
-    _, tokenizer = load_model(name, profile)  # the same checks and tokenizer set-up as every model
+    tokenizer = load_tokenizer(name)  # set up as every ftlab model's tokenizer
     source = resolve(name)
     from transformers.utils import logging as hf_logging
 

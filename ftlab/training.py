@@ -61,11 +61,9 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     if eval_dataset is not None:
         overrides.setdefault("eval_strategy", "steps")
         overrides.setdefault("eval_steps", overrides.get("logging_steps", 10))
-    if quiet:
-        overrides["disable_tqdm"] = True
     if peft_config is not None:
         overrides.setdefault("learning_rate", profile.learning_rates["lora"])
-    config = sft_config(profile, **overrides)
+    config = sft_config(profile, quiet=quiet, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
     return _run(trainer, quiet)
