@@ -1,11 +1,12 @@
 # `make lab`  : set everything up (first time only) and open the course in JupyterLab
 # `make test` : set everything up (first time only) and run the whole test suite
+# `make test-compat`: unit + widget tests and lesson 1 on the oldest declared versions (.ci/oldest.txt)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ftlab-installed
 
-.PHONY: lab test install
+.PHONY: lab test test-compat install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,3 +28,11 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+COMPAT := .venv-compat
+test-compat:
+	$(PYTHON) -m venv $(COMPAT)
+	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
+	$(COMPAT)/bin/python -m pip install --quiet torch==2.13.0
+	$(COMPAT)/bin/python -m pip install --quiet -e . "pytest>=8" "nbmake>=1.5" -c .ci/oldest.txt
+	$(COMPAT)/bin/python -m pytest -m "not browser" tests notebooks/01_base_vs_tuned.ipynb

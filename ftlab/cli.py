@@ -1,5 +1,5 @@
 """The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``,
-``export-recipe``, ``bench``."""
+``export-recipe``, ``bench``, ``colab``."""
 
 from __future__ import annotations
 
@@ -154,6 +154,37 @@ def bench_cmd(args) -> int:
     return 0
 
 
+def colab_cmd(args) -> int:
+    from ftlab.colab import add_colab_cells
+
+    root = Path(args.root)
+    # students open the released exercises, so a source's badge points at its released copy
+    targets = [(nb, f"notebooks/{nb.name}") for nb in sorted((root / "notebooks").glob("*.ipynb"))]
+    targets += [(nb, f"exercises/release/{nb.name}") for nb in sorted((root / "exercises" / "source").glob("*.ipynb"))]
+    if not targets:
+        raise UserError(f"no notebooks under {root / 'notebooks'} or {root / 'exercises' / 'source'}: pass --root")
+    changed = []
+    for nb, repo_path in targets:
+        copy = Path(args.root) / ".colab-check.ipynb" if args.check else nb
+        if args.check:
+            copy.write_bytes(nb.read_bytes())
+        try:
+            if add_colab_cells(copy, repo_path):
+                changed.append(str(nb))
+        except ValueError as err:
+            raise UserError(str(err)) from None
+        finally:
+            if args.check:
+                copy.unlink()
+    if args.check:
+        print("badges and set-up cells up to date" if not changed else "out of date: " + ", ".join(changed))
+        return 1 if changed else 0
+    print(f"updated {len(changed)} of {len(targets)} notebooks" + (": " + ", ".join(changed) if changed else ""))
+    if any("exercises/source" in c for c in changed):
+        print("now run: ftlab exercises release exercises/source exercises/release")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -196,6 +227,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-lessons", action="store_true", help="skip running every lesson notebook (about 4 minutes)")
     p.set_defaults(func=bench_cmd)
+    p = sub.add_parser("colab", help="give every lesson and exercise its Open-in-Colab badge and set-up cell")
+    p.add_argument("--root", default=".", help="the repository's root folder")
+    p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
+    p.set_defaults(func=colab_cmd)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

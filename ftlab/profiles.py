@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import random
+import sys
 import warnings
 from dataclasses import dataclass, field, replace
 
@@ -127,6 +128,9 @@ def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Pro
     import torch
 
     reason = f"FTLAB_PROFILE={requested}" if requested else ("a CUDA GPU is visible" if has_cuda else "no CUDA GPU found")
+    if not has_cuda and "google.colab" in sys.modules:
+        reason = ("this Colab runtime has no GPU, so the lesson runs on the bundled tiny models; for real models "
+                  "pick Runtime > Change runtime type > T4 GPU and run the notebook again")
     if name == "cpu":
         return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
                        steps=dict(CPU_STEPS), learning_rates=dict(CPU_LR), seed=seed)

@@ -54,3 +54,39 @@ def test_learning_rates_follow_the_model_size(monkeypatch):
     monkeypatch.setenv("FTLAB_BASE_MODEL", str(MODELS_DIR / "tiny-base"))
     assert choose_profile("cpu").learning_rates == CPU_LR
     assert GPU_LR["sft"] < CPU_LR["sft"] / 10
+
+
+def _fake_gpu(monkeypatch, name: str, native_bf16: bool) -> None:
+    import torch
+
+    monkeypatch.delenv("FTLAB_PROFILE", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda *_: name)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: native_bf16 or including_emulation)
+
+
+def test_gpu_profile_picks_fp16_on_a_t4_and_bf16_where_native(monkeypatch, tmp_path):
+    """The choice only (no CUDA here): a T4 emulates bf16 slowly, so fp32 weights + fp16 autocast."""
+    from trl import SFTConfig
+
+    _fake_gpu(monkeypatch, "Tesla T4", native_bf16=False)
+    t4 = choose_profile()
+    assert (t4.name, t4.device, t4.dtype, t4.mixed_precision) == ("gpu", "cuda", "float32", "fp16")
+    assert "Tesla T4" in t4.reason and not t4.offline and "SmolLM2" in t4.chat_model
+    assert t4.trl_defaults()["fp16"] is True and t4.trl_defaults()["bf16"] is False
+    _fake_gpu(monkeypatch, "NVIDIA A100", native_bf16=True)
+    a100 = choose_profile()
+    assert (a100.dtype, a100.mixed_precision) == ("bfloat16", "bf16")
+    assert a100.trl_defaults()["bf16"] is True and a100.trl_defaults()["fp16"] is False
+
+
+def test_colab_without_a_gpu_says_so_and_falls_back_to_cpu(monkeypatch, capsys):
+    import sys
+    import types
+
+    monkeypatch.delenv("FTLAB_PROFILE", raising=False)
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    p = setup()
+    assert p.name == "cpu" and p.base_model == "tiny-base"
+    out = capsys.readouterr().out
+    assert "Colab runtime has no GPU" in out and "Change runtime type" in out
