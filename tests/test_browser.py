@@ -50,6 +50,8 @@ if (why := _missing()) is not None:
 
 from playwright.sync_api import expect, sync_playwright  # noqa: E402
 
+expect.set_options(timeout=20_000)  # a widget round trip to a busy 2-core machine can take a few seconds
+
 
 def _free_port() -> int:
     with socket.socket() as s:
