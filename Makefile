@@ -29,11 +29,16 @@ lab: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-COMPAT := .venv-compat
-test-compat:
+COMPAT       := .venv-compat
+COMPAT_STAMP := $(COMPAT)/.ftlab-installed
+
+$(COMPAT_STAMP): pyproject.toml .ci/oldest.txt
 	$(PYTHON) -m venv $(COMPAT)
 	$(COMPAT)/bin/python -m pip install --quiet --upgrade pip
 	$(COMPAT)/bin/python -m pip install --quiet torch==2.13.0
 	$(COMPAT)/bin/python -m pip install --quiet -e . "pytest>=8" "nbmake>=1.5" -c .ci/oldest.txt
+	touch $(COMPAT_STAMP)
+
+test-compat: $(COMPAT_STAMP)
 	# (no browser tests here: they need JupyterLab and Playwright, which this environment leaves out)
 	$(COMPAT)/bin/python -m pytest --ignore=tests/test_browser.py tests notebooks/01_base_vs_tuned.ipynb

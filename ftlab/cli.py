@@ -165,17 +165,11 @@ def colab_cmd(args) -> int:
         raise UserError(f"no notebooks under {root / 'notebooks'} or {root / 'exercises' / 'source'}: pass --root")
     changed = []
     for nb, repo_path in targets:
-        copy = Path(args.root) / ".colab-check.ipynb" if args.check else nb
-        if args.check:
-            copy.write_bytes(nb.read_bytes())
         try:
-            if add_colab_cells(copy, repo_path):
+            if add_colab_cells(nb, repo_path, write=not args.check):
                 changed.append(str(nb))
         except ValueError as err:
             raise UserError(str(err)) from None
-        finally:
-            if args.check:
-                copy.unlink()
     if args.check:
         print("badges and set-up cells up to date" if not changed else "out of date: " + ", ".join(changed))
         return 1 if changed else 0

@@ -45,8 +45,9 @@ def _lines(cell) -> list[str]:
     return cell.source.split("\n")
 
 
-def add_colab_cells(path: str | Path, repo_path: str) -> bool:
-    """Give the notebook at ``path`` its badge and set-up cell; returns True if the file changed.
+def add_colab_cells(path: str | Path, repo_path: str, write: bool = True) -> bool:
+    """Give the notebook at ``path`` its badge and set-up cell; returns True if that changes the file
+    (``write=False``: only say whether it would).
 
     Exercise sources (cells with ``metadata.nbgrader``) get a locked, ungraded set-up cell, so the
     released student notebook and the grader keep it as it is.
@@ -71,9 +72,8 @@ def add_colab_cells(path: str | Path, repo_path: str) -> bool:
     setup.source = SETUP_CELL
     if "nbgrader" in first_md.metadata:
         setup.metadata["nbgrader"] = {"grade": False, "grade_id": "colab-setup", "locked": True,
-                                         "schema_version": 3, "solution": False, "task": False}
+                                      "schema_version": 3, "solution": False, "task": False}
     new = nbformat.writes(nb) + "\n"
-    if new != text:
+    if new != text and write:
         path.write_text(new, encoding="utf-8")
-        return True
-    return False
+    return new != text

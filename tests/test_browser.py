@@ -197,12 +197,17 @@ def open_lesson(browser, lab):
         lesson.close()
 
 
+def _output(box) -> str:
+    """What the widget shows now (its last HTML output)."""
+    return box.locator(".widget-html-content").last.inner_text()
+
+
 def _result_text(box, pattern: str, previous: str, timeout_s: float = 60) -> str:
     """Wait until the widget's output matches ``pattern`` and differs from ``previous``; return it."""
     deadline = time.monotonic() + timeout_s
     text = ""
     while time.monotonic() < deadline:
-        text = box.locator(".widget-html-content").last.inner_text()
+        text = _output(box)
         if text != previous and re.search(pattern, text):
             return text
         time.sleep(0.25)
@@ -213,7 +218,7 @@ def test_lesson1_compare_models_generates_on_click(open_lesson):
     lesson = open_lesson("01_base_vs_tuned.ipynb")
     lesson.run_all()
     box = lesson.widget("Generate")
-    before = box.locator(".widget-html-content").last.inner_text()
+    before = _output(box)
     box.locator("textarea").fill("What is the capital of Japan?")
     box.get_by_role("button", name="Generate").click()
     after = _result_text(box, r"Tokyo", before)
@@ -232,7 +237,7 @@ def test_lesson2_loss_mask_viewer_updates_on_click(open_lesson):
     expected.text.value = conversation
     expected.run()
     box = lesson.widget("Show tokens")
-    before = box.locator(".widget-html-content").last.inner_text()
+    before = _output(box)
     box.locator("textarea").fill(conversation)
     box.get_by_role("button", name="Show tokens").click()
     after = _result_text(box, rf"{expected.n_loss_tokens} of {expected.n_tokens} tokens carry loss", before)
@@ -262,7 +267,7 @@ def test_lesson3_lora_explorer_follows_the_rank_slider(open_lesson):
     lesson = open_lesson("03_full_vs_lora.ipynb")
     lesson.run_all()
     box = lesson.widget("rank r")
-    before = box.locator(".widget-html-content").last.inner_text()
+    before = _output(box)
     rank = int(box.locator(".widget-slider", has_text="rank r").first.locator(".widget-readout").inner_text())
     alpha = int(box.locator(".widget-slider", has_text="alpha").first.locator(".widget-readout").inner_text())
     assert _move_slider(box, "rank r", "ArrowRight", 4) == rank + 4
@@ -310,7 +315,7 @@ def test_lesson5_icl_explorer_predicts_on_click(open_lesson):
     lesson.run_all()
     box = lesson.widget("Predict")
     predict = box.get_by_role("button", name="Predict")
-    shown = box.locator(".widget-html-content").last.inner_text()
+    shown = _output(box)
     assert _move_slider(box, "k", "Home", 1) == 0  # no demonstrations at all
     predict.click()
     zero = _result_text(box, r"prediction: .+ prompt: \d+ tokens", shown)

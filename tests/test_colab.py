@@ -55,6 +55,8 @@ def test_add_colab_cells_is_idempotent_and_wants_a_title(tmp_path):
                                          nbformat.v4.new_code_cell("x = 1")])
     path = tmp_path / "a.ipynb"
     nbformat.write(nb, path)
+    untouched = path.read_text()
+    assert add_colab_cells(path, "notebooks/a.ipynb", write=False) is True and path.read_text() == untouched
     assert add_colab_cells(path, "notebooks/a.ipynb") is True
     first = path.read_text()
     assert add_colab_cells(path, "notebooks/a.ipynb") is False and path.read_text() == first
