@@ -164,9 +164,11 @@ def measure_peak(model, step, device: str | None = None) -> int:
         return int(torch.cuda.max_memory_allocated())
     from torch.profiler import ProfilerActivity, profile
 
-    with _stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True,
-                                     with_stack=True) as prof:
-        step()
+    with _stderr_silenced(), warnings.catch_warnings():
+        # torch 2.11 warns "Profiler clears events at the end of each cycle": one cycle here, nothing is lost
+        warnings.filterwarnings("ignore", message="Profiler clears events", category=UserWarning)
+        with profile(activities=[ProfilerActivity.CPU], profile_memory=True, record_shapes=True, with_stack=True) as prof:
+            step()
     path = Path(tempfile.mkdtemp()) / "timeline.json"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # "export_memory_timeline is deprecated": no replacement for CPU yet

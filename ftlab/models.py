@@ -58,11 +58,12 @@ def _offline() -> bool:
     return os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def load_model(name: str | os.PathLike, profile=None, for_training: bool = False):
+def load_model(name: str | os.PathLike, profile=None, for_training: bool = False, load_in_4bit: bool = False):
     """Return ``(model, tokenizer)`` for ``tiny-base``, ``tiny-chat``, a hub id, or a local path.
 
     The model is put on the profile's device and dtype (fp32 on the CPU) and in eval mode.
     Every name goes through the same ``from_pretrained`` calls; only where the files come from differs.
+    ``load_in_4bit=True`` quantises the linear layers to NF4 with bitsandbytes (QLoRA; CUDA only).
     """
     import torch
     from transformers import AutoModelForCausalLM
@@ -73,15 +74,21 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     dtype = profile.torch_dtype if profile is not None else torch.float32
     if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
         dtype = torch.float32
+    extra = {}
+    if load_in_4bit:
+        extra = _four_bit(device, profile)
+        dtype = extra["quantization_config"].bnb_4bit_compute_dtype  # norms and embeddings stay in compute dtype
     try:
         if device == "cuda":  # refuse a model that cannot fit before downloading its weights
             from transformers import AutoConfig
 
             config = AutoConfig.from_pretrained(source, local_files_only=is_local or _offline())
-            check_fits(config, torch.cuda.mem_get_info()[0], dtype=str(dtype).replace("torch.", ""), name=source)
+            check_fits(config, torch.cuda.mem_get_info()[0], dtype=str(dtype).replace("torch.", ""), name=source,
+                       method="qlora" if load_in_4bit else "full")
         tokenizer = _tokenizer(source, is_local)
         with hf_progress_bars_off():
-            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline())
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline(),
+                                                         **extra)
     except OSError as err:
         if not is_local and _offline():
             raise ModelNotFoundError(
@@ -90,7 +97,8 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                 "internet (FTLAB_PROFILE=gpu), or download it elsewhere and pass its folder.") from None
         raise ModelNotFoundError(f"Could not load {source!r}: {err}") from None
     try:
-        model.to(device)
+        if not load_in_4bit:  # a quantised model is placed by device_map and cannot be moved
+            model.to(device)
     except torch.OutOfMemoryError:
         gib = sum(p.numel() * p.element_size() for p in model.parameters()) / 2**30
         free = torch.cuda.mem_get_info()[0] / 2**30 if torch.cuda.is_available() else 0.0
@@ -99,6 +107,27 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                                "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
     return model, tokenizer
+
+
+def _four_bit(device: str, profile) -> dict:
+    """``from_pretrained`` arguments for NF4 weights with double-quantised scales (the QLoRA recipe)."""
+    import torch
+
+    if device != "cuda":
+        raise RuntimeError("4-bit loading (QLoRA) needs a CUDA GPU; this is the cpu profile. Train a LoRA "
+                           "adapter on the full-precision model instead (lora_config), or run on a GPU.")
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise ImportError("4-bit loading (QLoRA) needs bitsandbytes: `pip install bitsandbytes`, then restart "
+                          "the kernel.") from None
+    from transformers import BitsAndBytesConfig
+
+    # bf16 compute where the GPU has it natively; a T4 computes in fp16
+    compute = torch.bfloat16 if profile is not None and profile.mixed_precision == "bf16" else torch.float16
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=compute)
+    return {"quantization_config": quant, "device_map": {"": torch.cuda.current_device()}}
 
 
 def _tokenizer(source: str, is_local: bool):
@@ -122,18 +151,21 @@ def load_tokenizer(name: str | os.PathLike):
         raise ModelNotFoundError(f"Could not load the tokenizer of {source!r}: {err}") from None
 
 
-def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model") -> None:
-    """Raise ``ModelTooBigError`` when the weights alone need more than ``free_bytes``, with the memory
-    calculator's figures for full fine-tuning, LoRA and QLoRA, and what to try. Configs the
-    calculator cannot read (not Llama-like) pass: loading itself decides then."""
+def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model", method: str = "full") -> None:
+    """Raise ``ModelTooBigError`` when the weights alone (as ``method`` stores them: "full" in ``dtype``,
+    "qlora" in 4 bits) need more than ``free_bytes``, with the memory calculator's figures for full
+    fine-tuning, LoRA and QLoRA, and what to try. Configs the calculator cannot read (not Llama-like)
+    pass: loading itself decides then."""
     from ftlab.memory import GIB, ConfigError, estimate, read_config
 
     try:
         cfg = read_config(config)
     except ConfigError:
         return
-    full, lora, qlora = (estimate(cfg, method, dtype=dtype) for method in ("full", "lora", "qlora"))
-    if full.breakdown["weights"] <= free_bytes:
+    if method not in ("full", "qlora"):
+        raise ValueError("method must be 'full' (weights in dtype) or 'qlora' (weights in 4 bits)")
+    full, lora, qlora = (estimate(cfg, m, dtype=dtype) for m in ("full", "lora", "qlora"))
+    if (qlora if method == "qlora" else full).breakdown["weights"] <= free_bytes:
         return
     raise ModelTooBigError(
         f"{name} does not fit: {full.parameters / 1e9:.2f}B parameters need {full.breakdown['weights'] / GIB:.1f} GiB "

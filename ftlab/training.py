@@ -66,7 +66,20 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     config = sft_config(profile, quiet=quiet, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
+    if profile.mixed_precision == "fp16":
+        _trainable_in_fp32(trainer.model)
     return _run(trainer, quiet)
+
+
+def _trainable_in_fp32(model) -> None:
+    """fp16 mixed precision keeps the weights it trains in fp32: its loss scaler cannot unscale fp16 or bf16
+    gradients. TRL casts a quantised model's LoRA weights to bf16 (the QLoRA paper's choice, for GPUs with
+    native bf16); on a T4 (fp16) that fails at the first step, so they go back to fp32 here."""
+    import torch
+
+    for param in model.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
 
 
 def _base_args(profile, kind: str, overrides: dict) -> dict:

@@ -51,3 +51,20 @@ def test_train_sft_records_losses_and_learns(profile, world):
     assert run.steps == 8 and len(run.losses) == 4 and run.losses[-1][1] < run.losses[0][1]
     assert any(not torch.equal(a, b) for a, b in zip(before, run.model.parameters()))
     assert not run.model.training
+
+
+def test_fp16_mixed_precision_trains_fp32_weights_even_where_trl_casts_them_to_bf16(profile):
+    """TRL casts a quantised model's LoRA weights to bf16; fp16's loss scaler cannot unscale those (seen on a
+    GPU in the T4 path): the trainable weights go back to fp32, the frozen ones stay as they are."""
+    from peft import LoraConfig, get_peft_model
+
+    import ftlab
+    from ftlab.training import _trainable_in_fp32
+
+    model = get_peft_model(ftlab.load_model("tiny-chat", profile)[0], LoraConfig(r=4, target_modules=["q_proj"]))
+    for name, param in model.named_parameters():
+        if param.requires_grad or "embed" in name:
+            param.data = param.data.to(torch.bfloat16)
+    _trainable_in_fp32(model)
+    dtypes = {(p.requires_grad, p.dtype) for n, p in model.named_parameters() if p.requires_grad or "embed" in n}
+    assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}

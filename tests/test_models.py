@@ -73,3 +73,26 @@ def test_a_model_too_big_for_the_gpu_is_refused_before_loading_with_the_calculat
         check_fits(configs["Llama-3.1-8B"], 4 * 2**30, dtype="bfloat16", name="meta-llama/Llama-3.1-8B")
     assert "15.0 GiB for the weights" in str(err.value)
     check_fits({"model_type": "something-else"}, 1, name="x")  # unreadable config: loading decides
+
+
+def test_four_bit_weights_are_checked_as_four_bit():
+    from ftlab.memory import bundled_configs
+    from ftlab.models import ModelTooBigError, check_fits
+
+    llama8b = bundled_configs()["Llama-3.1-8B"]
+    with pytest.raises(ModelTooBigError):
+        check_fits(llama8b, 8 * 2**30, dtype="float16")  # 15 GiB in fp16
+    check_fits(llama8b, 8 * 2**30, dtype="float16", method="qlora")  # about 5.6 GiB in NF4
+
+
+def test_four_bit_loading_explains_what_it_needs(monkeypatch):
+    import sys
+
+    from ftlab.models import _four_bit
+    from ftlab.profiles import choose_profile
+
+    with pytest.raises(RuntimeError, match="needs a CUDA GPU.*LoRA"):
+        ftlab.load_model("tiny-chat", choose_profile("cpu"), load_in_4bit=True)
+    monkeypatch.setitem(sys.modules, "bitsandbytes", None)  # as if it were not installed
+    with pytest.raises(ImportError, match="pip install bitsandbytes"):
+        _four_bit("cuda", None)

@@ -90,3 +90,24 @@ def test_colab_without_a_gpu_says_so_and_falls_back_to_cpu(monkeypatch, capsys):
     assert p.name == "cpu" and p.base_model == "tiny-base"
     out = capsys.readouterr().out
     assert "Colab runtime has no GPU" in out and "Change runtime type" in out
+
+
+# Seconds per step at SmolLM2-135M's size in the T4's precision path (fp32 weights, fp16 autocast), measured on an
+# H100 by tools/gpu_shapes.py (2026-11-27, random weights, 20 steps incl. start-up), doubled for a T4: these
+# steps are bound by per-step overhead and kernel launches (an SFT step is ~0.5 TFLOP), and Colab's host is slower.
+T4_SECONDS_PER_STEP = {kind: 2 * s for kind, s in
+                       {"sft": 0.305, "lora": 0.289, "reward": 0.254, "rl": 1.963, "dpo": 0.202}.items()}
+
+
+def test_gpu_step_budgets_keep_each_lesson_under_ten_minutes_on_a_t4():
+    from ftlab.profiles import GPU_STEPS
+
+    s = {kind: GPU_STEPS[kind] * T4_SECONDS_PER_STEP[kind] for kind in GPU_STEPS}
+    per_step = T4_SECONDS_PER_STEP
+    training = {  # the runs each lesson makes with the gpu profile's budgets, in seconds
+        "02": 4 * s["sft"] + 2 * 53 * per_step["sft"],  # EOS, masked, unmasked, persona; two one-epoch packing runs
+        "03": 60 * per_step["sft"] + 9 * 60 * per_step["lora"],  # full, 8 LoRA runs and QLoRA, 60 steps each
+        "04": 60 * per_step["sft"] + s["reward"] + 2 * s["rl"] + s["dpo"],  # SFT, RM, RLOO at two betas, DPO
+        "05": 7 * 30 * per_step["lora"],
+    }
+    assert all(seconds < 9 * 60 for seconds in training.values()), training  # + evaluation: under ~10 minutes
