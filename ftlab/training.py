@@ -66,8 +66,6 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     config = sft_config(profile, quiet=quiet, **overrides)
     trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
                          processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
-    if profile.mixed_precision == "fp16":
-        _trainable_in_fp32(trainer.model)
     return _run(trainer, quiet)
 
 
@@ -93,6 +91,8 @@ def _base_args(profile, kind: str, overrides: dict) -> dict:
 
 
 def _run(trainer, quiet: bool = False) -> TrainRun:
+    if trainer.args.fp16:
+        _trainable_in_fp32(trainer.model)
     if quiet:
         from transformers.trainer_callback import PrinterCallback
 

@@ -35,9 +35,7 @@ def random_model(name: str) -> str:
     return save_model(model, load_tokenizer("tiny-chat"), tempfile.mkdtemp(prefix=f"{name}-"))
 
 
-def per_step(profile, folder: str, steps: int, world: World) -> dict:
-    instructions = world.instructions()["train"]
-    pairs = world.preferences()["train"]
+def per_step(profile, folder: str, steps: int, instructions, pairs) -> dict:
     out = {}
 
     def timed(kind, make, train, n):
@@ -71,6 +69,7 @@ def main() -> None:
     profile = ftlab.setup(quiet=True)
     assert profile.device == "cuda", "needs a CUDA GPU"
     world = World(seed=0)
+    instructions, pairs = world.instructions()["train"], world.preferences()["train"]
     report = {"gpu": torch.cuda.get_device_name(0), "torch": torch.__version__}
     precisions = {profile.mixed_precision: profile}
     if profile.mixed_precision == "bf16":  # a T4's path on the same card: fp32 weights, fp16 autocast
@@ -79,7 +78,7 @@ def main() -> None:
         folder = random_model(name)
         for precision, p in precisions.items():
             start = time.perf_counter()
-            report[f"{name} {precision}"] = per_step(p, folder, args.steps, world)
+            report[f"{name} {precision}"] = per_step(p, folder, args.steps, instructions, pairs)
             report[f"{name} {precision}"]["wall s"] = round(time.perf_counter() - start, 1)
             print(json.dumps({f"{name} {precision}": report[f"{name} {precision}"]}), flush=True)
     print(json.dumps(report, indent=2))
