@@ -62,6 +62,9 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     """Return ``(model, tokenizer)`` for ``tiny-base``, ``tiny-chat``, a hub id, or a local path.
 
     The model is put on the profile's device and dtype (fp32 on the CPU) and in eval mode.
+    ``for_training=True`` on a GPU without native bf16 loads fp32 (fp16 weights would overflow); with
+    bf16 it loads bf16, and the trainers turn the weights that train to fp32 (mixed precision:
+    ``ftlab.training``), so a LoRA base stays bf16.
     Every name goes through the same ``from_pretrained`` calls; only where the files come from differs.
     ``load_in_4bit=True`` quantises the linear layers to NF4 with bitsandbytes (QLoRA; CUDA only).
     """

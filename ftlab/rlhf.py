@@ -20,6 +20,8 @@ def load_reward_model(name: str | os.PathLike, profile=None):
     """``(model, tokenizer)``: ``name``'s transformer with a fresh one-output head on its last token.
 
     The head is new (random), so transformers reports it as newly initialised; training gives it meaning.
+    Loaded in the profile's dtype (not the checkpoint's); under mixed precision the trainers train it in
+    fp32 (``ftlab.training``).
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -33,7 +35,8 @@ def load_reward_model(name: str | os.PathLike, profile=None):
     hf_logging.set_verbosity_error()  # "some weights were newly initialized": yes, the reward head, on purpose
     try:
         with hf_progress_bars_off():
-            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1)
+            dtype = profile.torch_dtype if profile is not None else torch.float32
+            model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
     finally:
         hf_logging.set_verbosity(level)
     model.config.pad_token_id = tokenizer.pad_token_id

@@ -70,9 +70,13 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
 
 
 def _trainable_in_fp32(model) -> None:
-    """fp16 mixed precision keeps the weights it trains in fp32: its loss scaler cannot unscale fp16 or bf16
-    gradients. TRL casts a quantised model's LoRA weights to bf16 (the QLoRA paper's choice, for GPUs with
-    native bf16); on a T4 (fp16) that fails at the first step, so they go back to fp32 here."""
+    """Mixed precision trains fp32 weights; autocast does the compute in bf16 or fp16.
+
+    Trained weights in 16 bits would lose small updates: ``torch.optim.AdamW`` keeps its states in the
+    parameters' dtype, and an update below half a bf16 step (about 0.4% of the weight) rounds away —
+    most of them at the gpu profile's learning rates. fp16's loss scaler cannot even unscale 16-bit
+    gradients. So every weight that trains goes to fp32 here (a bf16-loaded model, TRL's bf16 QLoRA
+    adapters, a bf16 reward model); frozen weights (LoRA's base) stay 16-bit, as loaded."""
     import torch
 
     for param in model.parameters():
@@ -91,7 +95,7 @@ def _base_args(profile, kind: str, overrides: dict) -> dict:
 
 
 def _run(trainer, quiet: bool = False) -> TrainRun:
-    if trainer.args.fp16:
+    if trainer.args.fp16 or trainer.args.bf16:  # mixed precision: fp32 trained weights, 16-bit autocast
         _trainable_in_fp32(trainer.model)
     if quiet:
         from transformers.trainer_callback import PrinterCallback
