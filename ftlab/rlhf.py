@@ -168,7 +168,8 @@ def implicit_reward_accuracy(policy, reference, tokenizer, pairs, beta: float) -
 class KLProbe(TrainerCallback):
     """Every ``every`` steps, sample one reply per prompt from the policy being trained and measure its
     KL to ``reference`` (``kl_to_reference``); the points are in ``points``. Works for any beta, also 0,
-    where TRL logs no KL. The random state is saved and restored, so probing does not change the run."""
+    where TRL logs no KL. Probing does not change the run: it samples inside ``torch.random.fork_rng``,
+    which restores the CPU's and the GPU's random state afterwards (``torch.manual_seed`` reseeds both)."""
 
     def __init__(self, reference, tokenizer, prompts, every: int = 10, seed: int = 0):
         self.reference, self.tokenizer, self.prompts, self.every, self.seed = reference, tokenizer, prompts, every, seed
@@ -177,9 +178,10 @@ class KLProbe(TrainerCallback):
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every:
             return
-        rng, training = torch.get_rng_state(), model.training
+        training = model.training
         model.eval()
-        samples = sample_replies(model, self.tokenizer, self.prompts, per_prompt=1, seed=self.seed)
+        cuda = [model.device.index or 0] if model.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=cuda):
+            samples = sample_replies(model, self.tokenizer, self.prompts, per_prompt=1, seed=self.seed)
         self.points.append((state.global_step, kl_to_reference(model, self.reference, self.tokenizer, samples)))
         model.train(training)
-        torch.set_rng_state(rng)

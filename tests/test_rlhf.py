@@ -117,3 +117,39 @@ def test_a_short_rloo_run_logs_reward_and_kl(profile, world):
                      callbacks=[probe], quiet=True)
     assert run.steps == 2 and len(run.logged("reward")) == 2 and len(run.logged("kl")) == 2
     assert [step for step, _ in probe.points] == [0, 2]
+
+
+def test_kl_probes_do_not_change_what_the_run_samples(profile, world):
+    """The probe reseeds to sample its replies; the trainer's own sampling must not notice. (On the CPU;
+    on a GPU the same ``fork_rng`` also restores the CUDA generator, which ``torch.manual_seed`` reseeds.)"""
+    import ftlab
+    from ftlab.training import train_rloo
+
+    prompts = world.preferences()["train"].select(range(8))
+    reference, tok = ftlab.load_model("tiny-chat", profile)
+
+    def sampled(with_probe: bool) -> list[str]:
+        seen = []
+
+        def length_reward(prompts, completions, **kwargs):  # records what RLOO sampled
+            texts = [c[-1]["content"] if isinstance(c, list) else c for c in completions]
+            seen.extend(texts)
+            return [float(len(t)) for t in texts]
+
+        ftlab.profiles.seed_everything(0)
+        policy, _ = ftlab.load_model("tiny-chat", profile, for_training=True)
+        probe = [rlhf.KLProbe(reference, tok, prompts.select(range(2)), every=1, seed=123)] if with_probe else None
+        train_rloo(policy, tok, prompts, length_reward, None, profile, beta=0.1, max_steps=3,
+                   per_device_train_batch_size=4, callbacks=probe, quiet=True)
+        return seen
+
+    plain, probed = sampled(False), sampled(True)
+    assert len(plain) == 3 * 4 and plain == probed
+    before = torch.get_rng_state()
+    probe = rlhf.KLProbe(reference, tok, prompts.select(range(2)), every=1, seed=5)
+
+    class State:
+        global_step = 1
+
+    probe.on_step_end(None, State(), None, model=reference)
+    assert torch.equal(torch.get_rng_state(), before) and len(probe.points) == 2
