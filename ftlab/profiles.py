@@ -13,6 +13,7 @@ import random
 import sys
 import warnings
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 PROFILES = ("cpu", "gpu")
 
@@ -66,9 +67,30 @@ class Profile:
         )
 
     def describe(self) -> str:
-        return (f"ftlab profile '{self.name}' ({self.reason}): {self.base_model} / {self.chat_model} "
-                f"on {self.device}, {self.dtype}{' + ' + self.mixed_precision + ' autocast' if self.mixed_precision else ''}"
+        return (f"ftlab profile '{self.name}' ({self.reason}): base {model_label(self.base_model)} / chat "
+                f"{model_label(self.chat_model)} on {self.device}, {self.dtype}"
+                f"{' + ' + self.mixed_precision + ' autocast' if self.mixed_precision else ''}"
                 f"{', offline' if self.offline else ''}.")
+
+    def models(self) -> str:
+        """Which model is the base (pretrained only) and which the chat model (instruction-tuned), in words."""
+        return (f"base model (pretrained only, not tuned to chat): {model_label(self.base_model)}\n"
+                f"chat model (instruction-tuned): {model_label(self.chat_model)}")
+
+
+def model_label(name: str) -> str:
+    """A model's name as a lesson should print it: bundled, hub id, the real-model folder, or a folder."""
+    import json
+    from pathlib import Path
+
+    from ftlab.models import BUNDLED
+
+    if name in BUNDLED:
+        return f"{name} (bundled)"
+    source = Path(name).expanduser() / "ftlab-source.json"
+    if source.is_file():  # built by `ftlab real-model`
+        return f"{json.loads(source.read_text())['model']} at {name}"
+    return name
 
 
 CPU_STEPS = {"sft": 100, "lora": 150, "reward": 150, "rl": 60, "dpo": 60}
@@ -159,6 +181,7 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
     """
     chosen = choose_profile(profile, seed)
     os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+    chosen, fallback = without_hub(chosen)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     if chosen.offline:
         os.environ["HF_HUB_OFFLINE"] = "1"
@@ -175,8 +198,53 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
     seed_everything(seed)
     if not quiet:
+        if fallback:
+            print(fallback)
         print(chosen.describe())
     return chosen
+
+
+def _hub_reachable(repo_id: str) -> bool:
+    """True when ``repo_id``'s config is in the local hub cache, or the hub answers about it within 10 s."""
+    from huggingface_hub import model_info, try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(repo_id, "config.json"), str):
+        return True
+    try:
+        model_info(repo_id, timeout=10)
+        return True
+    except Exception:  # no network, a proxy, DNS, the hub down: all mean "cannot download"
+        return False
+
+
+def without_hub(chosen: Profile) -> tuple[Profile, str | None]:
+    """The gpu profile on a machine that cannot reach the hub (offline flags set, or the first lookup fails):
+    the bundled tiny pair instead of hub ids, offline from then on, and one line saying so (else None)."""
+    from ftlab.models import _offline, resolve
+
+    hub_ids = [m for m in (chosen.base_model, chosen.chat_model) if not Path(resolve(m)).is_dir()]
+    if chosen.offline or not hub_ids:
+        return chosen, None
+    if _offline():
+        why = "HF_HUB_OFFLINE is set"
+    elif not _hub_reachable(hub_ids[0]):
+        why = f"the Hugging Face hub did not answer for {hub_ids[0]}"
+    else:
+        return chosen, None
+    base = chosen.base_model if chosen.base_model not in hub_ids else "tiny-base"
+    chat = chosen.chat_model if chosen.chat_model not in hub_ids else "tiny-chat"
+    small = _parameters(base)
+    rates = dict(CPU_LR if small is not None and small < SMALL_MODEL else chosen.learning_rates)
+    from ftlab.real_model import cached
+
+    real = cached()
+    hint = (f" (a real chat model is built at {real}: FTLAB_CHAT_MODEL={real})" if real
+            else " (for a real SmolLM2-135M-Instruct without the hub: `ftlab real-model`, then FTLAB_CHAT_MODEL=<its folder>)")
+    for key in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        os.environ[key] = "1"
+    _refresh_hub_offline_flag()
+    line = f"No model hub here ({why}): using {base} / {chat} instead of {' / '.join(hub_ids)}{hint}."
+    return replace(chosen, base_model=base, chat_model=chat, offline=True, learning_rates=rates), line
 
 
 def _refresh_hub_offline_flag() -> None:

@@ -111,3 +111,59 @@ def test_gpu_step_budgets_keep_each_lesson_under_ten_minutes_on_a_t4():
         "05": 7 * 30 * per_step["lora"],
     }
     assert all(seconds < 9 * 60 for seconds in training.values()), training  # + evaluation: under ~10 minutes
+
+
+def fake_gpu(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda including_emulation=True: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda i=0: "Fake GPU")
+
+
+def test_gpu_without_a_hub_falls_back_to_the_bundled_models_with_one_line(monkeypatch, capsys):
+    """A cluster node with a GPU and no internet: the first hub lookup fails (faked here), so the gpu profile
+    loads the bundled pair, offline, instead of failing deep inside from_pretrained."""
+    import huggingface_hub
+
+    import ftlab
+    from ftlab.profiles import CPU_LR, setup
+
+    fake_gpu(monkeypatch)
+    for key in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_DATASETS_OFFLINE", "FTLAB_BASE_MODEL", "FTLAB_CHAT_MODEL"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("FTLAB_CACHE", "/nonexistent-ftlab-cache")
+    lookups = []
+
+    def no_hub(repo_id, timeout=None):
+        lookups.append(repo_id)
+        raise OSError("Failed to resolve 'huggingface.co'")
+
+    monkeypatch.setattr(huggingface_hub, "model_info", no_hub)
+    monkeypatch.setattr(huggingface_hub, "try_to_load_from_cache", lambda *a, **k: None)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", huggingface_hub.constants.HF_HUB_OFFLINE)
+    profile = setup("gpu", quiet=False)
+    out = capsys.readouterr().out.splitlines()
+    assert lookups == ["HuggingFaceTB/SmolLM2-135M"]
+    assert out[0].startswith("No model hub here (the Hugging Face hub did not answer") and "ftlab real-model" in out[0]
+    assert (profile.name, profile.base_model, profile.chat_model) == ("gpu", "tiny-base", "tiny-chat")
+    assert profile.offline and profile.learning_rates == CPU_LR and profile.mixed_precision == "bf16"
+    from dataclasses import replace
+
+    model, tok = ftlab.load_model(profile.chat_model, replace(profile, device="cpu"))  # the gpu loading path works
+    assert model.config.vocab_size == len(tok) or model.config.vocab_size > 0
+    # offline flags already set: no lookup at all
+    lookups.clear()
+    profile = setup("gpu", quiet=True)
+    assert lookups == [] and profile.chat_model == "tiny-chat"
+
+
+def test_profiles_say_which_model_is_base_and_which_instruct(monkeypatch):
+    from ftlab.profiles import choose_profile, model_label
+
+    profile = choose_profile("cpu")
+    assert profile.models().splitlines() == ["base model (pretrained only, not tuned to chat): tiny-base (bundled)",
+                                             "chat model (instruction-tuned): tiny-chat (bundled)"]
+    assert model_label("HuggingFaceTB/SmolLM2-135M") == "HuggingFaceTB/SmolLM2-135M"
