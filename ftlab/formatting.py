@@ -63,10 +63,17 @@ def with_generation_markers(tokenizer):
     """Give a ChatML tokenizer (SmolLM2, Qwen, the tiny models) ftlab's ChatML template with markers.
 
     Templates without ``{% generation %}`` cannot say which tokens the assistant wrote. For ChatML
-    models ftlab swaps in the same format with the markers (no default system prompt); other
-    templates are left alone and ``check_template`` explains what to do.
+    models ftlab swaps in the same format with the markers (no default system prompt: SmolLM2's own
+    template adds one when a conversation has no system message), also for a tokenizer with no template
+    that has the ChatML tokens (a base model's); other templates are left alone and ``check_template``
+    explains what to do.
     """
-    if not has_generation_markers(tokenizer.chat_template) and "<|im_start|>" in (tokenizer.chat_template or ""):
+    template = tokenizer.chat_template
+    chatml = "<|im_start|>" in (template or "")
+    if template is None:  # a base model's tokenizer may ship no template while knowing the ChatML tokens
+        vocab = tokenizer.get_vocab()
+        chatml = "<|im_start|>" in vocab and "<|im_end|>" in vocab
+    if not has_generation_markers(template) and chatml:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
 

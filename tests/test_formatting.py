@@ -87,3 +87,13 @@ def test_train_sft_refuses_bad_input_before_training(profile, tiny_chat):
     data = Dataset.from_dict({"messages": [[{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]]})
     with pytest.raises(TemplateError, match="generation"):
         train_sft(model, plain, data, profile, assistant_only_loss=True)
+
+
+def test_a_chatml_tokenizer_without_a_template_gets_ftlabs(tiny_base):
+    import copy
+
+    from ftlab.formatting import CHAT_TEMPLATE, with_generation_markers
+
+    tok = copy.deepcopy(tiny_base[1])
+    tok.chat_template = None
+    assert with_generation_markers(tok).chat_template == CHAT_TEMPLATE
