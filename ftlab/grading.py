@@ -351,8 +351,6 @@ def run_submission(path: Path, source: Path, timeout: float, memory_mb: int, thr
         shutil.rmtree(root, ignore_errors=True)
     result = _score(path.name, qs, passed, errors, printed, missing, kernel, setup_failed)
     result.isolation = isolation
-    if not sandbox:
-        result.detail = NO_SANDBOX_NOTE + ("; " + result.detail if result.detail else "")
     return result
 
 
@@ -414,10 +412,12 @@ def _write_feedback(folder: Path, result: Result, exercise: str, max_points: flo
     folder.mkdir(parents=True, exist_ok=True)
     text = [f"# Feedback: {exercise}", "", f"File: `{result.file}`  ", f"Status: **{result.status}**  ",
             f"Score: **{result.total:g} / {max_points:g}**", ""]
+    detail = result.detail
     if result.isolation == "none":
         text += [f"Note: {NO_SANDBOX_NOTE}.", ""]
-    if result.detail and result.detail != NO_SANDBOX_NOTE:
-        text += [f"Detail: {result.detail}", ""]
+        detail = detail.removeprefix(NO_SANDBOX_NOTE).removeprefix("; ")
+    if detail:
+        text += [f"Note: {detail}", ""]
     text += result.feedback
     (folder / _feedback_name(result.file)).write_text("\n".join(text) + "\n", encoding="utf-8")
 
@@ -507,6 +507,8 @@ def grade(submissions: str | Path, exercise: str, out: str | Path, jobs: int = 1
             workers.put(worker)
         result.sha256, result.seconds = digest, round(time.perf_counter() - start, 2)
         result.isolation = "bwrap" if sandbox else "none"
+        if not sandbox:
+            result.detail = NO_SANDBOX_NOTE + ("; " + result.detail if result.detail else "")
         with lock:
             with open(out, "a", newline="", encoding="utf-8") as f:
                 csv.writer(f).writerow([result.file, source.stem, result.status]
