@@ -235,3 +235,13 @@ def test_without_a_sandbox_grading_refuses_unless_told_and_then_every_row_says_s
     assert row["isolation"] == "none" and "WITHOUT a sandbox" in row["detail"], row
     assert "WITHOUT a sandbox" in next((tmp_path / "g-feedback").glob("*.md")).read_text(encoding="utf-8")
     assert "WITHOUT a sandbox" in proc.stdout
+
+
+def test_tests_may_read_only_the_names_the_sources_answer_cells_define():
+    from ftlab.grading import student_names
+
+    names = {p.stem[:2]: student_names(nbformat.read(str(p), as_version=4)) for p in SOURCES.glob("*.ipynb")}
+    assert {"chat_text", "is_correct", "accuracy", "base_acc", "chat_acc"} <= names["01"]
+    assert {"LoRALinear", "lora_parameters", "trainable"} <= names["03"]
+    assert not {"LoraConfig", "get_peft_model", "torch", "ftlab", "tok"} & names["03"]  # imported or set up
+    assert "World" not in names["02"] and "generate" not in names["01"]  # imports are never the student's
