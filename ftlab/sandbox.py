@@ -92,7 +92,8 @@ def kernel_command(argv: list[str], root: Path, env: dict[str, str], tmp_mb: int
         args += ["--ro-bind", str(etc / name), f"/etc/{name}"]
     for d in python_dirs():
         args += ["--ro-bind", d, d]
-    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp",
+    args += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm",
+             "--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp",
              "--dir", HOME, "--bind", str(root / "conn"), str(root / "conn"), "--chdir", HOME, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]

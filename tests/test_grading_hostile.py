@@ -311,7 +311,7 @@ def test_hostile_submissions_gain_nothing_leak_nothing_and_leave_nothing_running
     abstract.bind(f"\0ftlab-hostile-{marker}")
     abstract.listen(5)
     abstract.settimeout(0.5)
-    slow_budget = 40
+    slow_budget = 90  # the honest notebook beside the slow attacks must finish within it, even on a loaded machine
     values = dict(source=str(source), subs=str(subs), csv=str(out), escape=str(escape), canary=canary, marker=marker,
                   tcp_port=tcp.getsockname()[1], udp_port=udp.getsockname()[1], unix_path=unix_path,
                   slow=slow_budget * 0.45, grader_pid=os.getpid())
