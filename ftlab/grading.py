@@ -177,7 +177,7 @@ class Kernel:
         conn = root / "conn"
         conn.mkdir(mode=0o700)
         home = sb.HOME if sandbox else str(root / "home")
-        env = {"HOME": home, "TMPDIR": "/tmp" if sandbox else home, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
+        env = {"HOME": home, "TMPDIR": f"{home}/tmp", "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
                "PYTHONPATH": str(Path(__file__).resolve().parent.parent), "PYTHONDONTWRITEBYTECODE": "1",
                "PYTHONNOUSERSITE": "1", "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1", "HF_HOME": f"{home}/.cache/huggingface", "XDG_CACHE_HOME": f"{home}/.cache",
@@ -187,9 +187,10 @@ class Kernel:
                "FTLAB_GRADER_CPU_S": str(int((deadline - time.monotonic()) * max(1, threads)) + 30)}
         argv = [sys.executable, "-m", "ftlab.grading_kernel", "-f", "{connection_file}"]
         if sandbox:
+            env["FTLAB_GRADER_WRITABLE"] = f"{home}:/dev"
             argv = sb.kernel_command(argv, root, env, tmp_mb=min(memory_mb, 2048))
         else:
-            Path(home).mkdir()
+            Path(home, "tmp").mkdir(parents=True)
         spec_dir = root / "kernels" / "ftlab-grader"
         spec_dir.mkdir(parents=True)
         (spec_dir / "kernel.json").write_text(json.dumps({"argv": argv, "display_name": "ftlab grader",

@@ -8,7 +8,8 @@
   ``site-packages``, the ``ftlab`` package) and nothing else of the machine: not the sources, the
   submissions, the CSV, the feedback, the home folders, ``/etc`` (beyond the loader's cache);
 * the only writable places are a size-capped in-memory ``/tmp`` (its ``HOME`` and working folder)
-  and the folder holding the kernel's connection file and Unix sockets;
+  and the folder holding the kernel's connection file and Unix sockets (which the kernel's own
+  Landlock rule closes once it has bound them: ``ftlab.grading_kernel``);
 * its environment is built from nothing (``--clearenv``);
 * it dies with the grader (``--die-with-parent``), and everything it started dies with it (the pid
   namespace ends with its first process).
@@ -94,7 +95,7 @@ def kernel_command(argv: list[str], root: Path, env: dict[str, str], tmp_mb: int
         args += ["--ro-bind", d, d]
     args += ["--proc", "/proc", "--dev", "/dev", "--size", str(64 * 2**20), "--tmpfs", "/dev/shm",
              "--size", str(tmp_mb * 2**20), "--tmpfs", "/tmp",
-             "--dir", HOME, "--bind", str(root / "conn"), str(root / "conn"), "--chdir", HOME, "--clearenv"]
+             "--dir", HOME, "--dir", f"{HOME}/tmp", "--bind", str(root / "conn"), str(root / "conn"), "--chdir", HOME, "--clearenv"]
     for key, value in env.items():
         args += ["--setenv", key, value]
     return args + ["--", *argv]

@@ -196,6 +196,16 @@ try:
 except OSError as err:
     found.append(f'rmtree: {{err.strerror}}')
 """,
+    "shared_folder": """
+for d in glob.glob('/tmp/*/conn'):  # the one host folder the sandbox shares: the kernel's sockets
+    for name in ('fill', 'kernel.json'):
+        try:
+            with open(d + '/' + name, 'ab') as f:
+                f.write(b'x' * 2**20)
+            found.append('wrote the shared folder')
+        except OSError as err:
+            found.append(f'cannot write: {{err.strerror}}')
+""",
     "memory_hog": """
 hog = bytearray(60 * 2**30)
 """,
@@ -362,6 +372,8 @@ def test_hostile_submissions_gain_nothing_leak_nothing_and_leave_nothing_running
     # the attacks did run: their reports reached the detail column (and show what they could not reach)
     assert "FOUND" in graded["history.ipynb"]["detail"] and "FOUND" in graded["proc_parent.ipynb"]["detail"]
     assert "FOUND" in graded["sockets.ipynb"]["detail"]
+    assert "cannot write: Permission denied" in graded["shared_folder.ipynb"]["detail"]
+    assert "wrote" not in graded["shared_folder.ipynb"]["detail"]
     # nothing leaked: not the hidden tests, not the grader's environment, not the private paths
     shown = out.read_text(encoding="utf-8") + slow_out.read_text(encoding="utf-8")
     for feedback in list((tmp_path / "grades-feedback").glob("*.md")) + list((tmp_path / "slow-feedback").glob("*.md")):
