@@ -380,8 +380,9 @@ def _score(name, qs, passed, errors, printed, missing, kernel, setup_failed) -> 
         why = []
         if f"{q.grade_id}_answer" in missing:
             why.append("its answer cell was missing from your notebook (deleted, or its metadata removed)")
+        unanswered = errors.get(f"answer:{q.grade_id}_answer", ("",))[0] == "NotImplementedError"
         for key in (f"answer:{q.grade_id}_answer", f"test:{q.grade_id}"):
-            if key in errors:
+            if key in errors and not (unanswered and key.startswith("test:")):
                 ename, evalue = errors[key]
                 why.append("not answered yet (NotImplementedError)" if ename == "NotImplementedError"
                            else f"{'your code' if key.startswith('answer') else 'the tests'} raised {ename}: {evalue}")
@@ -605,6 +606,9 @@ class _Worker:
 
 def _serve() -> None:
     """Worker loop: one JSON job per line on stdin, one JSON result per line on stdout."""
+    from ftlab.grading_kernel import die_with_parent
+
+    die_with_parent()  # and its sandboxes die with it (bwrap's --die-with-parent)
     protocol = os.fdopen(os.dup(1), "w", encoding="utf-8")
     os.dup2(2, 1)  # anything else printed (by set-up or test cells, libraries) goes to the log
     sys.stdout = sys.stderr

@@ -36,10 +36,15 @@ def set_limits() -> None:
         soft, hard = resource.getrlimit(kind)
         value = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(kind, (value, value))
+    die_with_parent()
+
+
+def die_with_parent() -> None:
+    """Be killed (SIGKILL) when the parent process dies (Linux's PR_SET_PDEATHSIG)."""
     try:
         import ctypes
 
-        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)  # PR_SET_PDEATHSIG
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
     except (OSError, AttributeError):
         pass
 
