@@ -124,7 +124,7 @@ HOSTILE = {
     "fake_audit.ipynb": (WRONG_Q1 + "\nimport sys\nsys.audit = lambda *a: None", "ok"),
     "fake_cells.ipynb": (WRONG_Q1 + "\nip = get_ipython()\nrun = ip.run_cell\nip.run_cell = lambda *a, **k: run('pass')",
                          "ok"),
-    "write_outside.ipynb": (SOLVED_Q1 + "\nopen('/tmp/ftlab-grader-escape.txt', 'w').write('x')", "ok"),
+    "write_outside.ipynb": (SOLVED_Q1 + "\nopen('/tmp/ftlab-grader-escape.txt', 'w').write('x')", "error"),  # refused: PermissionError
     "shell.ipynb": (SOLVED_Q1 + "\nimport os\nos.system('touch /tmp/ftlab-grader-escape.txt')", "ok"),
     "Zoë 学生 🎓.ipynb": (SOLVED_Q1, "ok"),
 }
@@ -162,8 +162,9 @@ def test_hostile_submissions_each_get_their_row(tmp_path):
     for name, status in expected.items():
         assert rows[name]["status"] == status, (name, rows[name])
     assert not Path("/tmp/ftlab-grader-escape.txt").exists()
-    for name in ("fake_check.ipynb", "fake_allclose.ipynb", "fake_builtins.ipynb", "fake_audit.ipynb", "fake_cells.ipynb"):
+    for name in ("fake_check.ipynb", "fake_allclose.ipynb", "fake_builtins.ipynb", "fake_audit.ipynb"):
         assert rows[name]["q1"] == "0" and float(rows[name]["total"]) == 5, rows[name]  # q1 wrong, q2 and q3 right
+    assert float(rows["fake_cells.ipynb"]["total"]) == 0  # its later answer cells no longer run at all
     assert float(rows["write_outside.ipynb"]["total"]) == 7 and float(rows["shell.ipynb"]["total"]) == 7
     assert float(rows["Zoë 学生 🎓.ipynb"]["total"]) == 7 and float(rows["reordered.ipynb"]["total"]) == 7
     assert float(rows["duplicated.ipynb"]["total"]) == 7
