@@ -119,7 +119,8 @@ def grade_cmd(args) -> int:
 
     try:
         results = grade(args.submissions, args.exercise, args.out, jobs=args.jobs, timeout=args.timeout,
-                        memory_mb=args.memory, force=args.force, source_dir=args.source, feedback_dir=args.feedback)
+                        memory_mb=args.memory, force=args.force, source_dir=args.source, feedback_dir=args.feedback,
+                        sandbox=not args.no_sandbox)
     except GradingError as err:
         raise UserError(str(err)) from None
     counts: dict[str, int] = {}
@@ -137,6 +138,8 @@ def export_recipe_cmd(args) -> int:
         paths = export_recipe(args.recipe, args.out)
     except UnknownRecipeError as err:
         raise UserError(str(err)) from None
+    except OSError as err:  # the folder is a file, or cannot be written
+        raise UserError(f"cannot write into {args.out}: {err.strerror or err}") from None
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -222,11 +225,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--exercise", required=True, help="exercise name or its number, e.g. 02 or 02_sft_formatting")
     p.add_argument("--out", default="grades.csv", help="CSV to write (rows are appended as they finish)")
     p.add_argument("--jobs", type=int, default=1, help="submissions graded at once")
-    p.add_argument("--timeout", type=float, default=300, help="seconds per submission")
-    p.add_argument("--memory", type=int, default=8192, help="address-space limit per kernel, MB")
+    p.add_argument("--timeout", type=float, default=300, help="seconds per submission, all its cells together")
+    p.add_argument("--memory", type=int, default=8192, help="address-space limit per kernel process, MB")
     p.add_argument("--force", action="store_true", help="regrade submissions already in the CSV")
     p.add_argument("--source", default="exercises/source", help="folder of the instructor's exercise sources")
     p.add_argument("--feedback", help="folder for the per-student feedback (default: next to the CSV)")
+    p.add_argument("--no-sandbox", action="store_true",
+                   help="run student code without the bubblewrap sandbox (trusted notebooks only; every row says so)")
     p.set_defaults(func=grade_cmd)
     p = sub.add_parser("export-recipe", help="write a lesson's recipe as a standalone TRL script + accelerate config")
     p.add_argument("recipe", help="sft, lora, reward, rloo or dpo")

@@ -1,170 +1,104 @@
-"""The kernel a submission is graded in: an ordinary IPython kernel, started with guards in place
-before any student code runs.
+"""The kernel a submission's answer cells run in: an ordinary IPython kernel, started with
+resource limits in place before any student code runs (``ftlab grade`` starts it, normally inside
+the bubblewrap sandbox of ``ftlab.sandbox``).
 
-* an address-space limit (``FTLAB_GRADER_MEMORY_MB``), so a runaway notebook gets a ``MemoryError``
-  instead of taking the machine down;
-* a Python audit hook (which, by design, cannot be removed once added) that refuses writing,
-  deleting or renaming files outside the submission's temporary folder, starting processes, and
-  reading the instructor's sources (``FTLAB_GRADER_DENY_READ``);
-* fingerprints of the objects tests rely on (``builtins``, ``torch.allclose``, ``ftlab.check``,
-  IPython's cell execution, ...) taken now, and compared when the grader raises the audit event
-  ``ftlab.grader.verify``; test cells report a pass by raising ``ftlab.grader.passed`` with a
-  nonce only the grader knows. Results go to a report file only this hook may write.
+* address space (``FTLAB_GRADER_MEMORY_MB``): a runaway notebook gets a ``MemoryError``;
+* CPU seconds (``FTLAB_GRADER_CPU_S``), as well as the grader's wall clock;
+* file size, no core files, and a cap on processes (which Linux does not apply to root);
+* it is killed when the grader dies (``PR_SET_PDEATHSIG``; inside the sandbox bwrap also does this);
+* once its sockets are bound, it may write only beneath ``FTLAB_GRADER_WRITABLE`` (its home) and
+  ``/dev``: Linux's Landlock, which a process can turn on for itself but never off (the folder of
+  its connection file and sockets, shared with the grader, is not writable after that).
 
-Run as ``python -m ftlab.grading_kernel -f CONNECTION_FILE`` (the grader's kernelspec does this).
+A process without privileges can lower these limits but never raise them. Nothing here decides a
+score: test cells never run in this kernel (see ``ftlab.grading``).
+
+Run as ``python -m ftlab.grading_kernel -f CONNECTION_FILE``.
 """
 
 from __future__ import annotations
 
-import json
 import os
+import resource
+import signal
 import sys
 
-PROTECTED = {
-    "builtins": ("print", "len", "abs", "sum", "min", "max", "all", "any", "round", "isinstance", "getattr",
-                 "setattr", "id", "exec", "eval", "__import__", "AssertionError", "Exception", "float", "int",
-                 "bool", "str", "repr", "range", "zip", "sorted"),
-    "math": ("isclose",),
-    "numpy": ("allclose", "isclose", "array_equal", "testing"),
-    "torch": ("allclose", "isclose", "equal", "tensor", "testing"),
-    "sys": ("audit", "exit"),
-    "ftlab": ("check",),
-    "ftlab.exercises": ("check", "run_checks", "CHECKS"),
-    "IPython.core.interactiveshell": ("InteractiveShell",),
-    "ipykernel.ipkernel": ("IPythonKernel",),
-}
-# methods that decide whether a cell's code runs and whether its error is reported
-CELL_MACHINERY = {"InteractiveShell": ("run_cell", "run_cell_async", "run_ast_nodes", "run_code", "transform_cell",
-                                       "showtraceback", "_run_cell", "should_run_async"),
-                  "IPythonKernel": ("do_execute",)}
 
-
-def _fingerprint() -> dict[str, int]:
-    import importlib
-
-    prints = {}
-    for module_name, names in PROTECTED.items():
-        module = importlib.import_module(module_name)
-        for name in names:
-            prints[f"{module_name}.{name}"] = id(getattr(module, name, None))
-    from IPython.core.interactiveshell import InteractiveShell
-    from ipykernel.ipkernel import IPythonKernel
-
-    for cls in (InteractiveShell, IPythonKernel):
-        for name in CELL_MACHINERY[cls.__name__]:
-            prints[f"{cls.__name__}.{name}"] = id(cls.__dict__.get(name) or getattr(cls, name, None))
-    return prints
-
-
-def _instance_overrides() -> list[str]:
-    """Cell-execution methods replaced on the live shell or kernel objects themselves."""
-    from IPython import get_ipython
-
-    shell = get_ipython()
-    found = []
-    for obj, names in ((shell, CELL_MACHINERY["InteractiveShell"]),
-                       (getattr(shell, "kernel", None), CELL_MACHINERY["IPythonKernel"])):
-        if obj is not None:
-            found += [f"{type(obj).__name__}.{n} (on the instance)" for n in names if n in vars(obj)]
-    return found
-
-
-def install_guards() -> None:
-    allowed = tuple(os.path.realpath(p) for p in os.environ.get("FTLAB_GRADER_ALLOW_WRITE", "").split(os.pathsep) if p)
-    allowed += ("/dev/null", "/dev/shm", "/dev/tty", "/dev/urandom")
-    denied_read = tuple(os.path.realpath(p) for p in os.environ.get("FTLAB_GRADER_DENY_READ", "").split(os.pathsep) if p)
-    report_path = os.environ.get("FTLAB_GRADER_REPORT", "")
-    nonce_file = os.environ.get("FTLAB_GRADER_NONCE_FILE", "")
-    nonce = ""
-    if nonce_file:
-        with open(nonce_file, encoding="utf-8") as f:
-            nonce = f.read().strip()
-        os.remove(nonce_file)  # read once, before any student code; then gone
-    memory_mb = int(os.environ.get("FTLAB_GRADER_MEMORY_MB", "0") or 0)
+def set_limits() -> None:
+    memory_mb = int(os.environ.pop("FTLAB_GRADER_MEMORY_MB", "0") or 0)
+    cpu_s = int(os.environ.pop("FTLAB_GRADER_CPU_S", "0") or 0)
+    limits = {resource.RLIMIT_CORE: 0, resource.RLIMIT_FSIZE: 2**28, resource.RLIMIT_NPROC: 256}
     if memory_mb:
-        import resource
+        limits[resource.RLIMIT_AS] = memory_mb * 2**20
+    if cpu_s:
+        limits[resource.RLIMIT_CPU] = cpu_s
+    for kind, value in limits.items():
+        soft, hard = resource.getrlimit(kind)
+        value = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(kind, (value, value))
+    die_with_parent()
 
-        resource.setrlimit(resource.RLIMIT_AS, (memory_mb * 2**20, memory_mb * 2**20))
-    # import what the fingerprints cover now, before any student code can touch it
-    import numpy  # noqa: F401
-    import torch  # noqa: F401
 
-    import platform
+def die_with_parent() -> None:
+    """Be killed (SIGKILL) when the parent process dies (Linux's PR_SET_PDEATHSIG)."""
+    try:
+        import ctypes
 
-    import ftlab  # noqa: F401
-    import ftlab.exercises  # noqa: F401
+        ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
 
-    platform.platform()  # libraries ask for it; the first call runs `uname -p` in a subprocess, so call it now
 
-    sys.dont_write_bytecode = True  # importing a module must not try to write __pycache__ next to its source
-    original = _fingerprint()
-    state = {"writing": False}
-    real_open = open
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
+# Landlock (Linux >= 5.13): filesystem rights a process can drop for itself and its children, for good
+LANDLOCK_WRITES = (1 << 1) | (1 << 4) | (1 << 5) | (1 << 6) | (1 << 7) | (1 << 8) | (1 << 9) | (1 << 10) | (1 << 11) | (1 << 12)
 
-    def inside(path, roots) -> bool:
-        if isinstance(path, int):
-            return True  # an already-open descriptor
-        try:
-            real = os.path.realpath(os.fsdecode(path))
-        except (TypeError, ValueError):
+
+def forbid_writes_outside(allowed: list[str]) -> bool:
+    """From now on, this process and everything it starts may write, create, remove or rename files only
+    beneath ``allowed`` (Landlock; False where the kernel has none)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+    abi = libc.syscall(444, None, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    if abi < 1:
+        return False
+    handled = LANDLOCK_WRITES | ((1 << 13) if abi >= 2 else 0) | ((1 << 14) if abi >= 3 else 0)  # REFER, TRUNCATE
+    ruleset = ctypes.c_uint64(handled)  # struct landlock_ruleset_attr { __u64 handled_access_fs; ... }
+    fd = libc.syscall(444, ctypes.byref(ruleset), 8, 0)
+    if fd < 0:
+        return False
+
+    class PathBeneath(ctypes.Structure):
+        _pack_ = 1
+        _fields_ = [("allowed_access", ctypes.c_uint64), ("parent_fd", ctypes.c_int32)]
+
+    try:
+        for path in allowed:
+            parent = os.open(path, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                rule = PathBeneath(handled, parent)
+                if libc.syscall(445, fd, 1, ctypes.byref(rule), 0) != 0:  # LANDLOCK_RULE_PATH_BENEATH
+                    return False
+            finally:
+                os.close(parent)
+        if libc.prctl(38, 1, 0, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS, which landlock_restrict_self needs
             return False
-        return any(real == r or real.startswith(r.rstrip("/") + "/") for r in roots)
-
-    def record(entry: dict) -> None:
-        state["writing"] = True
-        try:
-            with real_open(report_path, "a", encoding="utf-8") as f:
-                f.write(json.dumps(entry) + "\n")
-        finally:
-            state["writing"] = False
-
-    def refuse(what: str) -> None:
-        entry = {"forbidden": what}
-        if os.environ.get("FTLAB_GRADER_DEBUG"):
-            import traceback
-
-            entry["stack"] = traceback.format_stack(limit=12)
-        record(entry)
-        raise PermissionError("grading: " + what)
-
-    def hook(event: str, args: tuple) -> None:
-        if state["writing"]:
-            return
-        if event == "ftlab.grader.passed":
-            if len(args) == 2 and args[1] == nonce:
-                record({"passed": args[0]})
-            return
-        if event == "ftlab.grader.verify":
-            changed = [k for k, v in _fingerprint().items() if original.get(k) != v] + _instance_overrides()
-            record({"verify": args[0] if args else "", "changed": changed})
-            return
-        if event == "open":
-            path, mode, flags = args
-            writes = (mode is not None and any(c in mode for c in "wax+")) or (mode is None and flags & write_flags)
-            if writes and not inside(path, allowed):
-                refuse(f"writing {path!r} is not allowed (only inside the submission's folder)")
-            if denied_read and not isinstance(path, int) and inside(path, denied_read):
-                refuse(f"reading {path!r} is not allowed")
-        elif event in ("os.remove", "os.rmdir", "os.mkdir", "os.truncate", "os.chmod", "os.chown", "os.utime",
-                       "os.symlink", "os.link", "shutil.rmtree", "os.rename"):
-            paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike))]
-            if event == "os.mkdir" and all(os.path.isdir(p) for p in paths):
-                return  # makedirs(exist_ok=True) on a folder that exists changes nothing
-            if not all(inside(p, allowed) for p in paths):
-                refuse(f"{event} on {paths} is not allowed outside the submission's folder")
-        elif event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-                       "os.forkpty", "pty.spawn"):
-            refuse(f"starting processes ({event}) is not allowed")
-
-    sys.addaudithook(hook)
+        return libc.syscall(446, fd, 0) == 0  # landlock_restrict_self
+    finally:
+        os.close(fd)
 
 
 def main() -> None:
-    install_guards()
-    from ipykernel import kernelapp
+    set_limits()
+    writable = [p for p in os.environ.pop("FTLAB_GRADER_WRITABLE", "").split(os.pathsep) if p]
+    from ipykernel.kernelapp import IPKernelApp
 
-    kernelapp.launch_new_instance()
+    app = IPKernelApp.instance()
+    app.initialize()  # reads the connection file, binds the kernel's sockets
+    if writable and not forbid_writes_outside(writable):
+        print("ftlab grader: Landlock is not available; the connection folder stays writable", file=sys.stderr)
+    app.start()
 
 
 if __name__ == "__main__":

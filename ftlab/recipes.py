@@ -32,6 +32,8 @@ def recipe_source(name: str) -> str:
 def export_recipe(name: str, out_dir: str | Path) -> list[Path]:
     """Write ``train.py``, ``accelerate.yaml`` and a short ``README.md`` for recipe ``name`` into ``out_dir``."""
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(20, "it is a file; name a folder for train.py, accelerate.yaml and README.md")
     out.mkdir(parents=True, exist_ok=True)
     script = out / "train.py"
     script.write_text(recipe_source(name), encoding="utf-8")

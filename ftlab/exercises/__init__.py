@@ -43,7 +43,8 @@ class _Namespace(dict):
 def run_checks(exercise: str, question: str, namespace: dict) -> tuple[int, int, list[str]]:
     """Run one question's public checks against ``namespace``: ``(passed, total, messages)``."""
     checks: list[Check] = CHECKS.get(exercise, {}).get(question, [])
-    namespace = _Namespace(namespace)
+    if not hasattr(type(namespace), "__missing__"):  # the grader passes its own lazy namespace as it is
+        namespace = _Namespace(namespace)
     passed, messages = 0, []
     for c in checks:
         try:
