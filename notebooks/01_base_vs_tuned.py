@@ -75,7 +75,7 @@ html_table([{"question": q, "base (plain text)": b.text, "base stopped?": b.stop
 
 # %% [markdown]
 # The base model treats the question as the start of a document and keeps writing: often another
-# question, as on the quiz pages it read during pre-training. It never stops on its own. The chat
+# question, as on the quiz pages it read during pre-training, and it seldom stops on its own. The chat
 # model writes one answer and then emits its end-of-turn token. Here is what the chat model actually
 # sees — the template adds role markers and special tokens around the question:
 
@@ -102,41 +102,69 @@ for text, title in [(plain, "plain text: 'The capital of France is'"), (template
 # text looks like — a question on a quiz page — so it wants to write `Answer`, then the next question.
 # The chat model starts its reply.
 #
-# We can measure this over many facts: the **log-probability** each model assigns to a correct
-# answer, in each format. Closer to 0 means more likely. We use the facts that were *held out* of
-# every fine-tuning set, so the chat model cannot have memorised them during tuning.
+# We can measure this over many facts with the **surprise** a model shows at a piece of text:
+# −log p, in nats (0 = certain; each extra nat makes the text e ≈ 2.7 times less likely). A chat reply
+# such as `The capital is Lima.<|im_end|>` has three parts, and we score each apart:
+#
+# * the **fact**: the tokens of ` Lima` only, after `The capital of Peru is` (plain text) or after the
+#   reply's opening words (chat format);
+# * the **house phrasing**: the reply's opening words `The capital is`, the tuned model's own style;
+# * the **end of turn**: `<|im_end|>` after the reply.
+#
+# We use capitals that were *held out* of every fine-tuning set, so the chat model cannot have
+# memorised them during tuning.
 
 # %%
 import numpy as np
 
+from ftlab.generation import end_of_turn_id
+
 facts = [f for f in world.facts if f.relation == "capital" and ftlab.world.is_heldout(f)][:20]
-rows = []
-for f in facts:
-    plain_prompt, plain_answer = render("The capital of {s} is", f), " " + f.object
-    q = render(RELATIONS["capital"].questions[0], f)
-    chat_answer = render(RELATIONS["capital"].answer, f)
-    rows.append({
-        "base, plain": answer_logprob(base, base_tok, plain_prompt, plain_answer),
-        "chat, plain": answer_logprob(chat, chat_tok, plain_prompt, plain_answer),
-        "base, chat format": answer_logprob(base, base_tok, chat_prompt(base_tok, q), chat_answer),
-        "chat, chat format": answer_logprob(chat, chat_tok, chat_prompt(chat_tok, q), chat_answer),
-    })
-mean_logprob = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-for k, v in mean_logprob.items():
-    print(f"{k:>18}: mean log p(answer) = {v:7.2f}")
-fig = plots.bars({k: -v for k, v in mean_logprob.items()}, title="surprise at the correct answer (lower is better)",
-                 ylabel="- log p(answer)", ylim=None)
+
+
+def surprise(model, tok, f):
+    """-log p of each part of the chat reply about fact ``f`` (nats)."""
+    prompt = chat_prompt(tok, render(RELATIONS["capital"].questions[0], f))
+    reply = render(RELATIONS["capital"].answer, f)  # e.g. "The capital is Lima."
+    opening = reply[:reply.index(f.object)].rstrip()  # "The capital is"
+    end = tok.decode([end_of_turn_id(tok)])
+    return {"fact, plain text": -answer_logprob(model, tok, render("The capital of {s} is", f), " " + f.object),
+            "fact, chat format": -answer_logprob(model, tok, prompt + opening, " " + f.object),
+            "house phrasing": -answer_logprob(model, tok, prompt, opening),
+            "end of turn": -answer_logprob(model, tok, prompt + reply, end)}
+
+
+mean_surprise = {name: {part: float(np.mean([surprise(m, t, f)[part] for f in facts]))
+                        for part in surprise(m, t, facts[0])}
+                 for name, m, t in [("base", base, base_tok), ("chat", chat, chat_tok)]}
+html_table([{"part of the reply": part, "base: surprise (nats)": round(mean_surprise["base"][part], 2),
+             "chat: surprise (nats)": round(mean_surprise["chat"][part], 2),
+             "base: p": round(float(np.exp(-mean_surprise["base"][part])), 3),
+             "chat: p": round(float(np.exp(-mean_surprise["chat"][part])), 3)} for part in mean_surprise["base"]])
+
+# %%
+fig = plots.grouped_bars(mean_surprise, title="surprise at each part of the correct reply, 20 held-out capitals",
+                         xlabel="part of the reply", ylabel="surprise, −log p (nats; lower = more expected)")
 
 # %% [markdown]
-# Read the four numbers as two stories:
+# Read the table row by row (p = e^−surprise is the probability of that part for a typical fact; on the
+# bundled models the numbers are as follows):
 #
-# * **plain text** — the base assigns the capital a high probability: it *knows* the fact.
-# * **chat format** — the base finds the whole answer sentence wildly unlikely, the chat model finds
-#   it likely: fine-tuning taught the *format*, and the fact comes along from pre-training.
+# * **fact, plain text** — the base is almost certain of the capital (p ≈ 0.98): it *knows* the fact from
+#   pre-training. The chat model is much less sure of the same plain sentence (p ≈ 0.2, 1.5 nats more
+#   surprise): tuning moved the weights, and some of the old behaviour moved with them. Greedy
+#   decoding hides this (the capital usually stays the single most likely token), the probabilities do
+#   not. Lesson 3 measures this *forgetting*, and how LoRA limits it.
+# * **fact, chat format** — inside the chat template, even after the reply's opening words, the base
+#   no longer finds the capital (about 9 nats of surprise, p < 0.001): the special tokens and the
+#   template are text it never saw, and its knowledge does not reach through them. The chat model
+#   names it (p ≈ 0.35, and it is usually the most likely token).
+# * **house phrasing** and **end of turn** — the widest gaps: tens of nats for the base, near 0 for the
+#   chat model. Fine-tuning taught the *format* — how a reply starts and that it stops — and made the
+#   knowledge from pre-training usable inside it; it did not teach the capitals (these were held out).
 #
-# Notice also that the chat model became a little *less* sure of the plain-text sentence than the
-# base: tuning moved the weights, and some of the old behaviour moved with them. Lesson 3 measures
-# this forgetting, and how LoRA limits it.
+# (Summed over the whole reply, as one might do first, the surprise would be dominated by the house
+# phrasing, and would say little about whether a model knows the fact.)
 
 # %% [markdown]
 # ## 3. Decoding: greedy, temperature, top-p
@@ -174,7 +202,8 @@ for name, kw in settings.items():
     rows = score_chat(chat, chat_tok, list(qa["question"]), list(qa["answer"]), seed=0, **kw)
     decoding_accuracy[name] = float(np.mean([r["correct"] for r in rows]))
 print(decoding_accuracy)
-fig = plots.bars(decoding_accuracy, title="chat model accuracy by decoding setting", ylabel="accuracy")
+fig = plots.bars(decoding_accuracy, title="chat model accuracy by decoding setting", xlabel="decoding setting",
+                 ylabel="accuracy on held-out questions")
 
 # %% [markdown]
 # Sampling at high temperature lets unlikely tokens through, and accuracy drops; top-p cuts the
@@ -208,26 +237,62 @@ compare.run()
 # Three bundled evaluations (also available as `ftlab eval MODEL --task TASK`):
 #
 # * `qa`: chat questions about facts, in a question form no fine-tuning example used, most about
-#   facts held out of all fine-tuning. Correct = right answer **and** the turn ended.
+#   facts held out of all fine-tuning. Two things are scored apart: does the reply **mention the right
+#   answer** (anywhere, as a whole word), and did the model **end its turn** on its own (emit its
+#   end-of-turn token, or the end-of-text token that closes documents in pre-training, within 32 tokens).
+#   *Correct* needs both.
 # * `facts`: the same facts as plain-text completions, in a sentence form the pre-training corpus
 #   never used for that fact.
 
 # %%
+from ftlab.evaluation import end_tokens, mentions
+
 chat_qa = evaluate(chat, chat_tok, "qa", name="chat")
 base_qa = evaluate(base, base_tok, "qa", name="base")
 base_facts = evaluate(base, base_tok, "facts", name="base")
-html_table([r.summary() for r in (chat_qa, base_qa, base_facts)],
-           columns=["model", "task", "accuracy", "n", "accuracy_unseen_facts", "ended_turn"])
+# the base also gets the plain question, the format it read in pre-training (same questions, same stop tokens)
+gens = generate(base, base_tok, list(qa["question"]), max_new_tokens=32, stop_ids=end_tokens(base_tok))
+said = [mentions(g.text, a) for g, a in zip(gens, qa["answer"])]
+base_plain = {"mentions_answer": float(np.mean(said)), "ended_turn": float(np.mean([g.stopped for g in gens])),
+              "accuracy": float(np.mean([m and g.stopped for m, g in zip(said, gens)]))}
+measures = {"chat, chat format": chat_qa.metrics | {"accuracy": chat_qa.accuracy},
+            "base, chat format": base_qa.metrics | {"accuracy": base_qa.accuracy}, "base, plain question": base_plain}
+html_table([{"model, prompt": k, "n": chat_qa.n, "mentions the answer": v["mentions_answer"],
+             "ended its turn": v["ended_turn"], "correct (both)": v["accuracy"]} for k, v in measures.items()])
+print(f"base, plain-text facts: {base_facts.accuracy:.2f} of {base_facts.n}; chat, held-out facts only: "
+      f"{chat_qa.metrics['accuracy_unseen_facts']:.2f} of {chat_qa.metrics['n_unseen_facts']}")
+
+# %%
+labels = {"mentions_answer": "mentions the answer", "ended_turn": "ended its turn", "accuracy": "both (correct)"}
+fig = plots.grouped_bars({k: {labels[m]: v[m] for m in labels} for k, v in measures.items()},
+                         title=f"{chat_qa.n} held-out chat questions", xlabel="measure",
+                         ylabel="share of questions", ylim=(0, 1.15))
+
+# %% [markdown]
+# The two halves of "correct" tell different stories. Asked the plain question, the format it read
+# in pre-training, the base names the right answer most of the time (it knows the facts) but rarely
+# stops: it writes the next quiz question. Asked in the chat format, it hardly ever names the answer
+# either: the template is foreign text to it. The chat model names the answer *and* ends its turn.
+# (Ending counts the end-of-turn token and the end-of-text token that closes documents in
+# pre-training, so the base has a fair way to stop.)
 
 # %%
 # CHECK: the tuned model chats, the base does not, and the base knows the facts as plain text.
+chat_m, base_m, plain_m = measures["chat, chat format"], measures["base, chat format"], measures["base, plain question"]
+# ending the turn is what tuning added: the base, in either format, seldom stops
+assert chat_m["ended_turn"] >= 0.90, chat_m
+assert max(base_m["ended_turn"], plain_m["ended_turn"]) <= chat_m["ended_turn"] - 0.50, measures
+# the answer itself: the base knows it (plain question, plain-text facts) but not inside the template
+assert plain_m["mentions_answer"] >= 0.50 and base_facts.accuracy >= 0.80, (plain_m, base_facts.summary())
+assert chat_m["mentions_answer"] >= base_m["mentions_answer"] + 0.50, measures
 assert chat_qa.accuracy >= 0.85, chat_qa.summary()
-assert base_qa.accuracy <= 0.20, base_qa.summary()
-assert base_facts.accuracy >= 0.80, base_facts.summary()
 # the tuned model answers from pre-trained knowledge: facts absent from every fine-tuning example
 assert chat_qa.metrics["accuracy_unseen_facts"] >= 0.75, chat_qa.summary()
-# the chat format is what fine-tuning added: the chat model finds the answer sentence far more likely
-assert mean_logprob["chat, chat format"] > mean_logprob["base, chat format"] + 5
+# surprise: the format (house phrasing, end of turn) and the fact inside the template became far more
+# likely (by > 3 nats, 20x); the plain-text fact became less likely (forgetting, > 0.5 nats)
+for part in ("house phrasing", "end of turn", "fact, chat format"):
+    assert mean_surprise["chat"][part] < mean_surprise["base"][part] - 3, (part, mean_surprise)
+assert mean_surprise["base"]["fact, plain text"] < 0.5 < mean_surprise["chat"]["fact, plain text"] - mean_surprise["base"]["fact, plain text"], mean_surprise
 print("All checks passed.")
 
 # %% [markdown]
