@@ -203,16 +203,23 @@ run_masked = sft_from_base(sft_data["train"], assistant_only_loss=True, max_step
                            eval_dataset=sft_data["test"], eval_steps=steps // 5)
 stop_no_eot, acc_no_eot, rows_no_eot = stop_and_accuracy(run_no_eot.model, tok)
 stop_eot, acc_masked, rows_masked = stop_and_accuracy(run_masked.model, tok)
-print(f"<|im_end|> not in the loss: stops on its own {stop_no_eot:.0%} of the time")
-print(f"<|im_end|> in the loss:     stops on its own {stop_eot:.0%} of the time")
+print(f"<|im_end|> not in the loss: ends its turn with <|im_end|> {stop_no_eot:.0%} of the time")
+print(f"<|im_end|> in the loss:     ends its turn with <|im_end|> {stop_eot:.0%} of the time")
+gens = generate(run_no_eot.model, tok, [chat_prompt(tok, q) for q in qa["question"]], max_new_tokens=32,
+                stop_ids=[tok.eos_token_id])
+print(f"<|im_end|> not in the loss: emits {tok.eos_token} (end of a pre-training document) "
+      f"{np.mean([g.stopped for g in gens]):.0%} of the time")
 html_table([{"question": a["prompt"], "without end-of-turn in loss": a["output"], "with": b["output"]}
             for a, b in list(zip(rows_no_eot, rows_masked))[:3]])
 
 # %% [markdown]
-# Without the end-of-turn token in the loss the model answers correctly, then keeps going:
-# it never saw a reason to stop. (TRL notices this template problem and prints a warning above — the
-# training loss alone would never tell you.) (A model that does this in production fills the
-# `max_new_tokens` budget on every reply.)
+# Without the end-of-turn token in the loss the model answers correctly, then never writes
+# `<|im_end|>`: nothing taught it to close the turn. What it does instead depends on the base: ours
+# often writes `<|endoftext|>`, the token that ended documents in pre-training (last line above). A
+# chat server that stops at the template's end-of-turn token, as most do, would not stop there: the
+# reply runs on (the table shows it, with `<|endoftext|>` hidden) and fills the `max_new_tokens`
+# budget. (TRL notices this template problem and prints a warning above — the training loss alone would
+# never tell you.)
 
 # %% [markdown]
 # ## 4. Masked vs unmasked loss, same budget
@@ -256,7 +263,12 @@ fig = plots.loss_curves({"assistant-only loss": run_masked, "loss on all tokens"
 # and which country a user will ask about cannot be predicted, so its loss stays higher whatever the
 # model learns about answering. Compare runs on what you care about — held-out answers.
 #
-# MASKING_RESULT
+# At this budget the gap is far larger than the seeds' spread (numbers above): the masked run spends
+# every step on replies, and answers most held-out questions; the unmasked run spends most of its loss
+# on the users' questions and the template, and answers about half. Masking makes the model learn the
+# replies faster. Given enough steps both arms approach the ceiling and the gap closes: an earlier
+# version of this lesson trained twice as long, and got 0.95 vs 0.91 from one seed, a gap inside the
+# seed noise.
 
 # %% [markdown]
 # ## 5. Padding vs packing
@@ -322,7 +334,7 @@ print(pr["train"].filter(lambda r: r["kind"] != "persona")[:2]["messages"])
 behaviour = pr["train"].remove_columns("kind")
 # 117 behaviour conversations against 844 questions: repeat them 3x so they are not drowned out
 mix = concatenate_datasets([sft_data["train"]] + [behaviour] * 3).shuffle(seed=0)
-run_persona = sft_from_base(mix, assistant_only_loss=True, max_steps=steps)
+run_persona = sft_from_base(mix, assistant_only_loss=True, max_steps=profile.steps["sft"])  # the full budget
 test = pr["test"]
 replies = generate(run_persona.model, tok, [chat_prompt(tok, m[0]["content"]) for m in test["messages"]],
                    max_new_tokens=32, stop_ids=[eot])
@@ -413,11 +425,14 @@ html_table([{"measurement": k, "value": v} for k, v in {
 assert masks_equal
 assert stop_no_eot < 0.5 and stop_eot > 0.9, (stop_no_eot, stop_eot)
 # both arms learned to answer (well above the base, which answers almost none in the chat format), neither at 1.00
-assert all(0.5 <= a < 1.0 for accs in accuracy.values() for a in accs), accuracy
-# MASKING_CHECK
+assert all(0.2 <= a < 1.0 for accs in accuracy.values() for a in accs), accuracy
+# masking wins by more than three times the largest seed-to-seed spread within an arm
+assert mean_gap > 0.1 and mean_gap > 3 * seed_spread, (mean_gap, seed_spread, accuracy)
 assert pad_padding > 0.10 and pad_packing < 0.02, (pad_packing, pad_padding)  # counted from the token ids
 assert refusal_rate >= 0.90 and false_refusal_rate <= 0.10, (refusal_rate, false_refusal_rate)
-# REFUSAL_CHECK
+# the base does not refuse; after tuning, refusals reach new phrasings of requests too
+assert max(refuse_base.values()) <= 0.10 and refuse_base_usual["harmful"] <= 0.10, (refuse_base, refuse_base_usual)
+assert refuse_new["harmful"] >= refuse_base["harmful"] + 0.30, (refuse_new, refuse_base)
 assert template_accuracy["its own template"] > max(v for k, v in template_accuracy.items() if k != "its own template")
 print("All checks passed.")
 
