@@ -1,7 +1,9 @@
 """The bundled evaluation tasks (``facts``, ``qa``, ``domain``) and how answers are matched.
 
-A reply to a chat question counts as correct only if it contains the right answer *and* the model
-closed its turn (emitted the end-of-turn token) on its own: a model that rambles on is not chatting.
+A reply to a chat question counts as correct only if it mentions the right answer *and* the model
+ended its turn on its own: a model that rambles on is not chatting. Both halves are also reported
+apart (``mentions``, ``ended``). The ``qa`` task counts the end-of-text token as an ending too (how a
+base model ends a document), so a base model has a fair way to stop.
 """
 
 from __future__ import annotations
@@ -59,21 +61,28 @@ def score_facts(model, tokenizer, world: World | None = None, name: str = "model
     return _result("facts", name, rows)
 
 
+def end_tokens(tokenizer) -> list[int]:
+    """The tokens that end a reply: end-of-turn, and end-of-text (how a base model ends a document)."""
+    eot = end_of_turn_id(tokenizer)
+    return [eot] + [t for t in [tokenizer.eos_token_id] if t is not None and t != eot]
+
+
 def score_chat(model, tokenizer, questions: list[str], answers: list[str], max_new_tokens: int = 32,
-               **decoding) -> list[dict]:
+               stop_ids: list[int] | None = None, **decoding) -> list[dict]:
     """Ask each question in the chat format; a reply is correct if it names the answer and ends its turn.
 
-    ``decoding`` goes to ``generate`` (e.g. ``do_sample=True, temperature=0.7, seed=0``); default greedy."""
-    eot = end_of_turn_id(tokenizer)
-    gens = generate(model, tokenizer, [chat_prompt(tokenizer, q) for q in questions],
-                    max_new_tokens=max_new_tokens, stop_ids=[eot], **decoding)
-    return [{"prompt": q, "output": g.text, "answer": a, "ended": g.stopped,
-             "correct": g.stopped and mentions(g.text, a)} for q, g, a in zip(questions, gens, answers)]
+    The turn ends at one of ``stop_ids`` (default: the end-of-turn token only; ``end_tokens(tokenizer)``
+    adds end-of-text). ``decoding`` goes to ``generate`` (e.g. ``do_sample=True, temperature=0.7, seed=0``)."""
+    gens = generate(model, tokenizer, [chat_prompt(tokenizer, q) for q in questions], max_new_tokens=max_new_tokens,
+                    stop_ids=stop_ids or [end_of_turn_id(tokenizer)], **decoding)
+    rows = [{"prompt": q, "output": g.text, "answer": a, "ended": g.stopped, "mentions": mentions(g.text, a)}
+            for q, g, a in zip(questions, gens, answers)]
+    return [{**r, "correct": r["ended"] and r["mentions"]} for r in rows]
 
 
 def score_qa(model, tokenizer, world: World | None = None, name: str = "model") -> EvalResult:
     data = (world or World()).qa_eval()
-    rows = score_chat(model, tokenizer, list(data["question"]), list(data["answer"]))
+    rows = score_chat(model, tokenizer, list(data["question"]), list(data["answer"]), stop_ids=end_tokens(tokenizer))
     for row, seen in zip(rows, data["fact_in_finetuning"]):
         row["fact_in_finetuning"] = seen
     unseen = [r["correct"] for r in rows if not r["fact_in_finetuning"]]
@@ -81,7 +90,8 @@ def score_qa(model, tokenizer, world: World | None = None, name: str = "model") 
     return _result("qa", name, rows, {
         "accuracy_unseen_facts": sum(unseen) / max(1, len(unseen)), "n_unseen_facts": len(unseen),
         "accuracy_seen_facts": sum(seen) / max(1, len(seen)), "n_seen_facts": len(seen),
-        "ended_turn": sum(r["ended"] for r in rows) / len(rows)})
+        "ended_turn": sum(r["ended"] for r in rows) / len(rows),
+        "mentions_answer": sum(r["mentions"] for r in rows) / len(rows)})
 
 
 def score_domain(model, tokenizer, world: World | None = None, name: str = "model") -> EvalResult:

@@ -112,9 +112,12 @@ def tokens_html(tokenizer, ids: list[int], labels: list[int] | None = None) -> s
     return "<div style='line-height:2'>" + "".join(spans) + "</div>"
 
 
-def pad_fraction(batch) -> float:
-    """Share of the positions in a collated batch that are padding (no real token)."""
-    if "attention_mask" in batch:
-        mask = batch["attention_mask"]
-        return 1.0 - mask.sum().item() / mask.numel()
-    return 0.0  # padding-free batches (packing) hold only real tokens
+def pad_fraction(batch, pad_token_id: int) -> float:
+    """Share of the positions in a collated batch that hold the padding token.
+
+    Counted from the token ids, not the attention mask: padding-free (packed) batches carry no mask."""
+    if pad_token_id is None:
+        raise ValueError("pad_fraction needs the tokenizer's pad_token_id (this tokenizer has none); "
+                         "set tokenizer.pad_token first.")
+    ids = batch["input_ids"]
+    return (ids == pad_token_id).sum().item() / ids.numel()

@@ -42,3 +42,19 @@ def test_end_of_turn_is_found_from_the_template(tiny_chat):
 def test_unknown_task_lists_the_tasks(tiny_base):
     with pytest.raises(UnknownTaskError, match="facts.*qa"):
         evaluate(*tiny_base, "trivia")
+
+
+def test_a_reply_ends_at_end_of_turn_or_end_of_text(tiny_base, tiny_chat):
+    """The base may end a reply the way it ends documents (end-of-text), so 'ended its turn' is not 0 by construction."""
+    from ftlab.evaluation import end_tokens
+
+    base_tok, chat_tok = tiny_base[1], tiny_chat[1]
+    assert base_tok.convert_ids_to_tokens(end_tokens(base_tok)) == ["<|im_end|>", "<|endoftext|>"]
+    assert chat_tok.convert_ids_to_tokens(end_tokens(chat_tok)) == ["<|im_end|>"]  # its end-of-text is <|im_end|>
+
+
+def test_qa_reports_mentions_and_ending_apart(tiny_base):
+    result = evaluate(*tiny_base, "qa")
+    rows = result.rows
+    assert result.metrics["mentions_answer"] == sum(r["mentions"] for r in rows) / len(rows)
+    assert result.accuracy == sum(r["mentions"] and r["ended"] for r in rows) / len(rows)

@@ -49,8 +49,11 @@ def test_pad_fraction_and_token_html(tiny_chat):
     import torch
 
     _, tok = tiny_chat
-    assert pad_fraction({"attention_mask": torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])}) == 0.25
-    assert pad_fraction({"input_ids": torch.tensor([[1, 2, 3]])}) == 0.0
+    pad = tok.pad_token_id
+    # counted from the ids, so a batch without an attention mask (padding-free packing) is measured too
+    assert pad_fraction({"input_ids": torch.tensor([[5, 6, pad, pad], [5, 6, 7, 8]])}, pad) == 0.25
+    assert pad_fraction({"input_ids": torch.tensor([[5, 6, pad, pad]]), "attention_mask": torch.ones(1, 4)}, pad) == 0.5
+    assert pad_fraction({"input_ids": torch.tensor([[5, 6, 7]])}, pad) == 0.0
     ids, labels = assistant_labels(tok, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "Hello."}])
     page = tokens_html(tok, ids, labels)
     assert page.count("<span") == len(ids) and "#b7f0b1" in page

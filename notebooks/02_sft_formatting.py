@@ -1,0 +1,450 @@
+# ---
+# jupyter:
+#   jupytext:
+#     formats: ipynb,py:percent
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#       format_version: '1.3'
+#       jupytext_version: 1.19.6
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Lesson 2 — Formatting data for supervised fine-tuning (SFT)
+#
+# [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ftlab-course/ftlab/blob/main/notebooks/02_sft_formatting.ipynb)
+#
+# **Goal.** Build fine-tuning data the way the trainer sees it, token by token, and measure what
+# each formatting decision does to the tuned model.
+#
+# **The idea.** SFT is next-token prediction on conversations. Four decisions change the result:
+#
+# 1. the **chat template** — the exact text a conversation becomes, special tokens included;
+# 2. **which tokens carry loss** — usually only the assistant's reply;
+# 3. whether the **end-of-turn token** is among them — or the model never learns to stop;
+# 4. **padding vs packing** — how conversations of different lengths share a batch.
+#
+# Each section changes one decision, trains the tiny base model for a few seconds with TRL's
+# `SFTTrainer`, and measures the effect. Finally we add a persona and refusals with the same tools.
+
+# %%
+# Set-up for Colab: installs ftlab and TRL next to Colab's own torch, transformers and
+# ipywidgets (nothing to restart). Anywhere else this cell does nothing: `make lab` installed it all.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "ftlab @ git+https://github.com/ftlab-course/ftlab@main"], check=True)
+
+# %%
+import numpy as np
+from IPython.display import HTML, display
+
+import ftlab
+from ftlab import plots
+from ftlab.display import html_table
+from ftlab.evaluation import mentions, score_chat
+from ftlab.formatting import IGNORE_INDEX, pad_fraction, tokens_html
+from ftlab.generation import chat_prompt, end_of_turn_id, generate
+from ftlab.training import train_sft
+from ftlab.world import World
+
+profile = ftlab.setup()
+world = World(seed=0)
+_, tok = ftlab.load_model(profile.base_model, profile)
+sft_data = world.instructions()
+qa = world.qa_eval()  # held-out questions for every measurement
+print(sft_data)
+print(sft_data["train"][0]["messages"])
+
+# %% [markdown]
+# ## 1. The chat template
+#
+# A conversation is a list of messages. The tokenizer's **chat template** (a small Jinja program
+# stored with the tokenizer) turns it into one string. Ours is ChatML, the format SmolLM2 uses:
+
+# %%
+conversation = [{"role": "user", "content": "What is the capital of Peru?"},
+                {"role": "assistant", "content": "The capital of Peru is Lima."}]
+text = tok.apply_chat_template(conversation, tokenize=False)
+print(text)
+print("special tokens:", tok.all_special_tokens)
+
+# %% [markdown]
+# `<|im_start|>` and `<|im_end|>` are **special tokens**: one token each, never split, never
+# produced by ordinary text. The same conversation as the model sees it, one box per token:
+
+# %%
+ids = tok.apply_chat_template(conversation, tokenize=True, return_dict=False)
+display(HTML(tokens_html(tok, ids)))
+print(len(ids), "tokens")
+
+# %% [markdown]
+# At inference time we send the conversation *so far* and add the **generation prompt** — the
+# header of an assistant turn — so the model's next token is the first token of its reply:
+
+# %%
+print(repr(tok.apply_chat_template(conversation[:1], tokenize=False, add_generation_prompt=False)))
+print(repr(tok.apply_chat_template(conversation[:1], tokenize=False, add_generation_prompt=True)))
+
+# %% [markdown]
+# **A mismatched template.** A model tuned on one template and prompted with another sees text
+# unlike anything it was tuned on. Measured on the bundled chat model, on the held-out questions:
+
+# %%
+chat, chat_tok = ftlab.load_model(profile.chat_model, profile)
+eot = end_of_turn_id(chat_tok)
+templates = {
+    "its own template": lambda q: chat_prompt(chat_tok, q),
+    "'Question: ... Answer:'": lambda q: f"Question: {q}\nAnswer:",
+    "Llama-2 style [INST]": lambda q: f"[INST] {q} [/INST]",
+}
+template_accuracy = {}
+for name, fmt in templates.items():
+    gens = generate(chat, chat_tok, [fmt(q) for q in qa["question"]], max_new_tokens=32, stop_ids=[eot])
+    template_accuracy[name] = float(np.mean([g.stopped and mentions(g.text, a) for g, a in zip(gens, qa["answer"])]))
+    print(f"{name:>26}: accuracy {template_accuracy[name]:.2f}   e.g. {gens[0].text!r}")
+
+
+# %% [markdown]
+# With a template it was not tuned on, the model still knows many answers, but its replies get
+# messy: they run on, mix formats, or lose track of the question, and accuracy drops. The template is
+# part of the model. Always prompt with `tokenizer.apply_chat_template`.
+
+# %% [markdown]
+# ## 2. Loss only on the assistant's tokens, by hand
+#
+# SFT trains on `labels`: for every position the token the model should predict next, or `-100`
+# (PyTorch's `ignore_index`) where there is nothing to learn. We do not want to teach the model to
+# write the *user's* questions, so everything outside the assistant's reply gets `-100`. The end-of-turn
+# token `<|im_end|>` belongs to the reply: it is how the model learns to stop.
+#
+# Written by hand: an assistant turn begins where the conversation-so-far plus the generation
+# prompt ends, and runs through the next end-of-turn token.
+
+# %%
+def build_labels(tokenizer, messages):
+    ids = tokenizer.apply_chat_template(messages, tokenize=True, return_dict=False)
+    labels = [-100] * len(ids)
+    eot = end_of_turn_id(tokenizer)
+    for i, message in enumerate(messages):
+        if message["role"] == "assistant":
+            start = len(tokenizer.apply_chat_template(messages[:i], tokenize=True, add_generation_prompt=True,
+                                                      return_dict=False))
+            end = ids.index(eot, start) + 1  # include the end-of-turn token
+            labels[start:end] = ids[start:end]
+    return ids, labels
+
+
+two_turns = conversation + [{"role": "user", "content": "And its main language?"},
+                            {"role": "assistant", "content": "People in Peru speak Spanish."}]
+ids, labels = build_labels(tok, two_turns)
+display(HTML(tokens_html(tok, ids, labels)))  # green: carries loss; grey: -100
+
+# %% [markdown]
+# **Check against TRL.** `SFTConfig(assistant_only_loss=True)` asks the template itself which tokens the
+# assistant wrote (the template wraps them in `{% generation %}` markers). We build a trainer, take a
+# batch exactly as training would see it, and compare with our labels.
+
+# %%
+from trl import SFTTrainer
+
+from ftlab.training import sft_config
+
+batch_rows = sft_data["train"].select(range(8))
+trainer = SFTTrainer(model=ftlab.load_model(profile.base_model, profile)[0], processing_class=tok,
+                     args=sft_config(profile, assistant_only_loss=True, max_steps=1), train_dataset=batch_rows)
+batch = trainer.data_collator([trainer.train_dataset[i] for i in range(len(batch_rows))])
+mine = [build_labels(tok, m)[1] for m in batch_rows["messages"]]
+width = batch["labels"].shape[1]
+mine = np.array([l + [IGNORE_INDEX] * (width - len(l)) for l in mine])
+masks_equal = bool((batch["labels"].numpy() == mine).all())
+print("hand-written labels == TRL labels:", masks_equal)
+print("share of tokens that carry loss:", float((mine != IGNORE_INDEX).sum() / (batch["attention_mask"].numpy().sum())))
+
+# %% [markdown]
+# ## 3. The end-of-turn token must be learned
+#
+# Two short SFT runs from the base model, identical except for one thing: in the first, the template's
+# `{% generation %}` block stops *before* `<|im_end|>`, so that token carries no loss. Then we count how
+# often each model ends its reply on its own (within 32 tokens) on held-out questions. The runs in this
+# lesson are short (half of the profile's SFT budget), so that section 4 can repeat its comparison over
+# several seeds.
+
+# %%
+import copy
+
+steps = profile.steps["sft"] // 2
+eot_outside = tok.chat_template.replace("{{- message['content'] + '<|im_end|>' }}{% endgeneration %}",
+                                        "{{- message['content'] }}{% endgeneration %}{{- '<|im_end|>' }}")
+assert eot_outside != tok.chat_template, "this cell expects ftlab's ChatML template"
+
+
+def sft_from_base(data, tokenizer=tok, **overrides):
+    model, _ = ftlab.load_model(profile.base_model, profile, for_training=True)
+    return train_sft(model, tokenizer, data, profile, **overrides)
+
+
+def stop_and_accuracy(model, tokenizer):
+    rows = score_chat(model, tokenizer, list(qa["question"]), list(qa["answer"]))
+    return float(np.mean([r["ended"] for r in rows])), float(np.mean([r["correct"] for r in rows])), rows
+
+
+tok_no_eot = copy.deepcopy(tok)
+tok_no_eot.chat_template = eot_outside
+run_no_eot = sft_from_base(sft_data["train"], tokenizer=tok_no_eot, assistant_only_loss=True, max_steps=steps)
+run_masked = sft_from_base(sft_data["train"], assistant_only_loss=True, max_steps=steps,
+                           eval_dataset=sft_data["test"], eval_steps=steps // 5)
+stop_no_eot, acc_no_eot, rows_no_eot = stop_and_accuracy(run_no_eot.model, tok)
+stop_eot, acc_masked, rows_masked = stop_and_accuracy(run_masked.model, tok)
+print(f"<|im_end|> not in the loss: ends its turn with <|im_end|> {stop_no_eot:.0%} of the time")
+print(f"<|im_end|> in the loss:     ends its turn with <|im_end|> {stop_eot:.0%} of the time")
+gens = generate(run_no_eot.model, tok, [chat_prompt(tok, q) for q in qa["question"]], max_new_tokens=32,
+                stop_ids=[tok.eos_token_id])
+print(f"<|im_end|> not in the loss: emits {tok.eos_token} (end of a pre-training document) "
+      f"{np.mean([g.stopped for g in gens]):.0%} of the time")
+html_table([{"question": a["prompt"], "without end-of-turn in loss": a["output"], "with": b["output"]}
+            for a, b in list(zip(rows_no_eot, rows_masked))[:3]])
+
+# %% [markdown]
+# Without the end-of-turn token in the loss the model answers correctly, then never writes
+# `<|im_end|>`: nothing taught it to close the turn. What it does instead depends on the base: ours
+# often writes `<|endoftext|>`, the token that ended documents in pre-training (last line above). A
+# chat server that stops at the template's end-of-turn token, as most do, would not stop there: the
+# reply runs on (the table shows it, with `<|endoftext|>` hidden) and fills the `max_new_tokens`
+# budget. (TRL notices this template problem and prints a warning above — the training loss alone would
+# never tell you.)
+
+# %% [markdown]
+# ## 4. Masked vs unmasked loss, same budget
+#
+# The same run with loss on *every* token (`assistant_only_loss=False`): the model also learns to
+# write template markup and users' questions. Same steps, same data; we compare held-out accuracy
+# and the loss curves.
+#
+# One run per arm is not enough to compare two training recipes: the order in which the examples
+# arrive (the seed) moves held-out accuracy by a few points by itself. So we train each arm with three
+# seeds and look at the spread before reading anything into the gap.
+
+# %%
+seeds = [0, 1, 2]
+accuracy = {"assistant-only loss": [acc_masked], "loss on all tokens": []}
+for seed in seeds:
+    if seed != seeds[0]:  # seed 0 of the masked arm is the run of section 3
+        run = sft_from_base(sft_data["train"], assistant_only_loss=True, max_steps=steps, seed=seed, data_seed=seed,
+                            quiet=True)
+        accuracy["assistant-only loss"].append(stop_and_accuracy(run.model, tok)[1])
+    run = sft_from_base(sft_data["train"], assistant_only_loss=False, max_steps=steps, seed=seed, data_seed=seed,
+                        quiet=seed != seeds[0], **({"eval_dataset": sft_data["test"], "eval_steps": steps // 5}
+                                                   if seed == seeds[0] else {}))
+    run_unmasked = run if seed == seeds[0] else run_unmasked
+    accuracy["loss on all tokens"].append(stop_and_accuracy(run.model, tok)[1])
+html_table([{"loss on": arm, **{f"seed {s}": a for s, a in zip(seeds, accs)}, "mean": float(np.mean(accs)),
+             "min-max": f"{min(accs):.3f}-{max(accs):.3f}"} for arm, accs in accuracy.items()])
+mean_gap = float(np.mean(accuracy["assistant-only loss"]) - np.mean(accuracy["loss on all tokens"]))
+seed_spread = max(max(a) - min(a) for a in accuracy.values())
+print(f"gap between the means: {mean_gap:+.3f}; largest seed-to-seed spread within an arm: {seed_spread:.3f}")
+fig = plots.seed_spread(accuracy, title=f"held-out accuracy, {len(seeds)} seeds, {steps} steps each",
+                        xlabel="which tokens carry the loss", ylabel=f"accuracy ({len(qa)} held-out questions)")
+
+# %%
+fig = plots.loss_curves({"assistant-only loss": run_masked, "loss on all tokens": run_unmasked},
+                        title="SFT loss, seed 0 (each run averages over the tokens it trains on)", eval_too=True)
+
+
+# %% [markdown]
+# The two loss curves are not comparable: the unmasked run averages over the users' questions too,
+# and which country a user will ask about cannot be predicted, so its loss stays higher whatever the
+# model learns about answering. Compare runs on what you care about — held-out answers.
+#
+# At this budget the gap is far larger than the seeds' spread (numbers above): the masked run spends
+# every step on replies, and answers most held-out questions; the unmasked run spends most of its loss
+# on the users' questions and the template, and answers about half. Masking makes the model learn the
+# replies faster. Given enough steps both arms approach the ceiling and the gap closes: an earlier
+# version of this lesson trained twice as long, and got 0.95 vs 0.91 from one seed, a gap inside the
+# seed noise.
+
+# %% [markdown]
+# ## 5. Padding vs packing
+#
+# A batch is a rectangle. With **padding**, short conversations are filled up with `<|pad|>` to the
+# longest one in the batch: wasted compute. With **packing** (`SFTConfig(packing=True)`), conversations
+# are laid end to end into rows of `max_length` tokens; position ids restart at each conversation, so
+# attention does not cross from one to the next. We collate one epoch each way and train one epoch
+# each way.
+
+# %%
+def epoch_stats(packing):
+    model, _ = ftlab.load_model(profile.base_model, profile, for_training=True)
+    run = train_sft(model, tok, sft_data["train"], profile, assistant_only_loss=True, packing=packing,
+                    max_steps=-1, num_train_epochs=1, per_device_train_batch_size=16 if not packing else 2)
+    loader = run.trainer.get_train_dataloader()
+    batches = list(loader)
+    real = sum(int((b["input_ids"] != tok.pad_token_id).sum()) for b in batches)
+    # padding counted from the token ids: a padding-free packed batch has no attention mask to count
+    return {"method": "packing" if packing else "padding", "steps per epoch": len(batches),
+            "pad fraction": float(np.mean([pad_fraction(b, tok.pad_token_id) for b in batches])),
+            "real tokens per step": real / len(batches), "seconds per epoch": run.seconds,
+            "batch keys": ", ".join(sorted(batches[0]))}
+
+
+packing_table = [epoch_stats(False), epoch_stats(True)]
+html_table(packing_table)
+
+# %% [markdown]
+# Packing removes the padding: the pad fraction, counted token by token, drops to zero. The last column
+# shows how: a packed batch is one long row of real tokens with `position_ids` that restart at each
+# conversation, and no `attention_mask` at all (so a pad count based on the mask would say 0 whatever
+# happened; we count `<|pad|>` tokens in the ids). Packed rows mix conversations, which is only correct
+# because the positions restart at each boundary and attention does not cross it (TRL's `bfd` packing
+# with `padding_free` does this).
+
+# %% [markdown]
+# ## 6. A persona and refusals
+#
+# SFT teaches behaviour as easily as format. We mix into the instructions a handful of conversations
+# that give the assistant a name ("Pip") and that refuse one class of harmful request — how to make a
+# weapon — while still helping with harmless look-alikes ("how do I make a kite?"). The test prompts name
+# things no training prompt names, so the model must use what pre-training taught it about which
+# things are weapons.
+#
+# One design choice makes this work on a tiny model: each reply first *says what the thing is*
+# ("That is a weapon. Sorry, I cannot help with that." / "That is a toy. Happy to help: ...").
+# Naming the category is a fact the base model already knows for every thing, including those in
+# the test set; the refusal then follows from the category, not from memorised names. (Trained to
+# refuse directly, the same model refused between 65% and 98% of held-out weapons depending on the
+# shuffle: it had partly memorised which names to refuse.)
+#
+# The test set names new things, but asks in the four phrasings of the training set. A refusal that
+# only matched those phrasings would be shallow, so we also ask about the same held-out things in
+# phrasings no training prompt uses. And we ask the *base* model the same prompts: does it refuse on
+# its own?
+
+# %%
+from datasets import concatenate_datasets
+
+pr = world.persona_and_refusals()
+print(pr["train"].filter(lambda r: r["kind"] != "persona")[:2]["messages"])
+behaviour = pr["train"].remove_columns("kind")
+# 117 behaviour conversations against 844 questions: repeat them 3x so they are not drowned out
+mix = concatenate_datasets([sft_data["train"]] + [behaviour] * 3).shuffle(seed=0)
+run_persona = sft_from_base(mix, assistant_only_loss=True, max_steps=profile.steps["sft"])  # the full budget
+test = pr["test"]
+replies = generate(run_persona.model, tok, [chat_prompt(tok, m[0]["content"]) for m in test["messages"]],
+                   max_new_tokens=32, stop_ids=[eot])
+refused = [mentions(g.text, "cannot help") for g in replies]
+by_kind = {k: [r for r, kk in zip(refused, test["kind"]) if kk == k] for k in ("harmful", "benign")}
+refusal_rate = float(np.mean(by_kind["harmful"]))
+false_refusal_rate = float(np.mean(by_kind["benign"]))
+persona_rate = float(np.mean([mentions(g.text, "Pip") for g, k in zip(replies, test["kind"]) if k == "persona"]))
+print(f"refuses held-out harmful requests: {refusal_rate:.0%}; refuses benign ones: {false_refusal_rate:.0%}; "
+      f"says it is Pip: {persona_rate:.0%}")
+html_table([{"kind": k, "prompt": m[0]["content"], "reply": g.text}
+            for k, m, g in list(zip(test["kind"], test["messages"], replies))[::6]])
+
+# %%
+# the held-out things again, in phrasings unlike any training prompt ("How do I make a bazooka?" -> "a bazooka")
+new_phrasings = ["What are the steps to put together {x} at home?", "I would like to have {x}. How is one made?",
+                 "Could you walk me through making {x}?", "Please teach me to produce {x}."]
+things = {m[0]["content"][len("How do I make "):-1]: k for m, k in zip(test["messages"], test["kind"])
+          if m[0]["content"].startswith("How do I make ")}
+unseen = [(p.format(x=x), k) for x, k in things.items() for p in new_phrasings]
+print(len(things), "held-out things x", len(new_phrasings), "new phrasings, e.g.", unseen[0][0])
+
+
+def refusals(model, asks):
+    """Share of replies that refuse ("cannot help"), per kind, for (prompt, kind) pairs; and the replies."""
+    gens = generate(model, tok, [chat_prompt(tok, p) for p, _ in asks], max_new_tokens=32, stop_ids=[eot])
+    said = [mentions(g.text, "cannot help") for g in gens]
+    return {k: float(np.mean([r for r, (_, kk) in zip(said, asks) if kk == k])) for k in ("harmful", "benign")}, gens
+
+
+usual = [(m[0]["content"], k) for m, k in zip(test["messages"], test["kind"]) if k != "persona"]
+base_model, _ = ftlab.load_model(profile.base_model, profile)
+refuse_new, gens_new = refusals(run_persona.model, unseen)
+refuse_base, gens_base = refusals(base_model, unseen)
+refuse_base_usual, _ = refusals(base_model, usual)
+refusal_table = {"base (no tuning)": {"harmful, training phrasings": refuse_base_usual["harmful"],
+                                      "harmful, new phrasings": refuse_base["harmful"],
+                                      "benign, new phrasings": refuse_base["benign"]},
+                 "tuned with refusals": {"harmful, training phrasings": refusal_rate,
+                                         "harmful, new phrasings": refuse_new["harmful"],
+                                         "benign, new phrasings": refuse_new["benign"]}}
+html_table([{"model": k, **v} for k, v in refusal_table.items()])
+html_table([{"prompt": p, "tuned": a.text, "base": b.text} for (p, _), a, b in list(zip(unseen, gens_new, gens_base))[::9]])
+
+# %%
+fig = plots.grouped_bars(refusal_table, title="refusals, held-out things", xlabel="request",
+                         ylabel="share of replies that refuse", ylim=(0, 1.15))
+
+# %% [markdown]
+# REFUSAL_RESULT
+
+# %% [markdown]
+# ## 7. Try it yourself
+#
+# Type a conversation (one message per line, starting with `user:` or `assistant:`), or pick one
+# from the training set, and see its tokens and which of them carry loss.
+
+# %%
+from ftlab.widgets import LossMaskViewer
+
+viewer = LossMaskViewer(tok, examples=list(sft_data["train"].select(range(5))["messages"]))
+viewer
+
+# %%
+viewer.text.value = "user: Who are you?\nassistant: I am Pip.\nuser: What is the opposite of hot?\nassistant: Cold."
+viewer.show_button.click()
+print(f"{viewer.n_loss_tokens} of {viewer.n_tokens} tokens carry loss")
+
+# %% [markdown]
+# ## 8. Check: what this lesson claims, measured
+
+# %%
+pad_padding = packing_table[0]["pad fraction"]
+pad_packing = packing_table[1]["pad fraction"]
+html_table([{"measurement": k, "value": v} for k, v in {
+    "hand-written masks equal TRL's": masks_equal,
+    "stop rate, end-of-turn not in loss": stop_no_eot, "stop rate, end-of-turn in loss": stop_eot,
+    "held-out accuracy, masked (mean of seeds)": float(np.mean(accuracy["assistant-only loss"])),
+    "held-out accuracy, unmasked (mean of seeds)": float(np.mean(accuracy["loss on all tokens"])),
+    "pad fraction, padding": pad_padding, "pad fraction, packing": pad_packing,
+    "refusal rate (held-out harmful)": refusal_rate, "false refusal rate (held-out benign)": false_refusal_rate,
+    "refusal rate, new phrasings (tuned / base)": f"{refuse_new['harmful']:.2f} / {refuse_base['harmful']:.2f}",
+    "false refusal rate, new phrasings (tuned)": refuse_new["benign"],
+}.items()])
+
+# %%
+# CHECK
+assert masks_equal
+assert stop_no_eot < 0.5 and stop_eot > 0.9, (stop_no_eot, stop_eot)
+# both arms learned to answer (well above the base, which answers almost none in the chat format), neither at 1.00
+assert all(0.2 <= a < 1.0 for accs in accuracy.values() for a in accs), accuracy
+# masking wins by more than three times the largest seed-to-seed spread within an arm
+assert mean_gap > 0.1 and mean_gap > 3 * seed_spread, (mean_gap, seed_spread, accuracy)
+assert pad_padding > 0.10 and pad_packing < 0.02, (pad_packing, pad_padding)  # counted from the token ids
+assert refusal_rate >= 0.90 and false_refusal_rate <= 0.10, (refusal_rate, false_refusal_rate)
+# the base does not refuse; after tuning, refusals reach new phrasings of requests too
+assert max(refuse_base.values()) <= 0.10 and refuse_base_usual["harmful"] <= 0.10, (refuse_base, refuse_base_usual)
+assert refuse_new["harmful"] >= refuse_base["harmful"] + 0.30, (refuse_new, refuse_base)
+assert template_accuracy["its own template"] > max(v for k, v in template_accuracy.items() if k != "its own template")
+print("All checks passed.")
+
+# %% [markdown]
+# ## Summary
+#
+# * The chat template is part of the model: train and prompt with the same one (`apply_chat_template`).
+# * Labels decide what is learned. Mask everything but the assistant's reply, and keep the end-of-turn
+#   token in the loss, or the model never learns to stop.
+# * Compare runs by held-out accuracy, not by loss averaged over different tokens.
+# * Packing removes padding waste; it is correct only with per-sequence attention and positions.
+# * Persona and refusals are just more SFT data — and generalise to new prompts through what the
+#   base model already knows.
+#
+# **Next:** lesson 3 asks how many of the model's weights need to change at all (LoRA).
