@@ -1,22 +1,42 @@
 """How much memory does fine-tuning need? An estimate from the config alone, and a measurement.
 
-``estimate(config, method=...)`` takes any Llama-family ``transformers`` config (object or dict; no
-weights needed) and returns the memory by component. ``measure_peak`` measures a real training step's
-peak tensor memory (PyTorch's memory profiler on the CPU, ``max_memory_allocated`` on a GPU) to
-check the estimate against.
+``estimate(config, method=..., precision=...)`` takes any Llama-family ``transformers`` config (object
+or dict; no weights needed) and returns the memory by component. ``measure_peak`` measures a real
+training step's peak tensor memory (PyTorch's memory profiler on the CPU, ``max_memory_allocated`` on
+a GPU) to check the estimate against.
+
+``precision`` names the regime as Lightning does, and each counts what PyTorch allocates in it:
+
+===============  ==================  ============  ===========  ==================  ===================
+precision        trained weights     gradients     AdamW        frozen weights      compute (autocast)
+===============  ==================  ============  ===========  ==================  ===================
+``32-true``      fp32                fp32          2 × fp32     fp32                fp32
+``bf16-true``    bf16                bf16          2 × bf16     bf16                bf16
+``bf16-mixed``   fp32                fp32          2 × fp32     bf16                bf16 autocast
+``16-mixed``     fp32                fp32          2 × fp32     fp16                fp16 autocast
+===============  ==================  ============  ===========  ==================  ===================
+
+So AdamW training costs 16 bytes per trained parameter in ``32-true`` and in mixed precision (the
+fp32 weights *are* the master copy: autocast makes 16-bit copies for the matrix products, which are
+counted with the activations), and 8 bytes in ``bf16-true``, where ``torch.optim.AdamW`` keeps its
+states in the parameters' dtype (and small updates round away). LoRA adapters are fp32 in every
+regime (PEFT keeps them so).
 
 The estimate's model of one training step:
 
-* **weights**: every parameter, in the training dtype (QLoRA: 4-bit linear layers, 16-bit embeddings);
-* **gradients**: one per *trainable* parameter;
-* **optimizer**: AdamW keeps two fp32 numbers per trainable parameter (8-bit AdamW: two bytes, SGD: none);
+* **weights**: every parameter, in its dtype (QLoRA: 4-bit linear layers, embeddings and norms in 16 bits);
+* **gradients**: one per *trained* parameter, in its dtype;
+* **optimizer**: AdamW keeps two numbers per trained parameter in its dtype (8-bit AdamW: two bytes,
+  SGD: none);
 * **activations**: what the forward pass saves for the backward pass — per layer and token about
-  ``8·d + 2·d_kv + 4·d_ff`` numbers (measured on HF's Llama), plus the logits (three ``vocab``-wide
-  copies per token: logits, their fp32 upcast, log-softmax). Gradient checkpointing keeps only each
-  layer's input, plus one layer's worth during recomputation.
+  ``8·d + 2·d_kv + 4·d_ff`` numbers (measured on HF's Llama), in the compute dtype, plus fp32 copies
+  where the model upcasts (its RMSNorms; in mixed precision the whole residual stream of fp32
+  weights), plus the logits (``vocab``-wide per token: the logits, their fp32 upcast, log-softmax
+  and its gradient), plus autocast's 16-bit copies of the fp32 weights. Gradient checkpointing
+  keeps only each layer's input, plus one layer's worth during recomputation.
 
 Gradients are only allocated once backward has freed most activations, so the peak is
-``weights + optimizer + max(activations, gradients)``; the breakdown lists all four.
+``weights + lora + optimizer + max(activations, gradients)``; the breakdown lists all of them.
 """
 
 from __future__ import annotations
@@ -31,8 +51,30 @@ from pathlib import Path
 
 CONFIGS_DIR = Path(__file__).parent / "assets" / "configs"
 REQUIRED = ("hidden_size", "num_hidden_layers", "num_attention_heads", "intermediate_size", "vocab_size")
-BYTES = {"fp32": 4, "float32": 4, "bf16": 2, "bfloat16": 2, "fp16": 2, "float16": 2}
-OPTIMIZER_BYTES = {"adamw": 8, "adamw8bit": 2, "sgd": 0}  # per trainable parameter
+
+
+@dataclass(frozen=True)
+class Precision:
+    """Bytes per number of each kind of tensor in one precision regime."""
+
+    trained: int  # trained weights, their gradients and (AdamW) their optimizer states
+    frozen: int  # weights that do not train (LoRA's base)
+    compute: int  # activations
+    autocast: bool  # 16-bit copies of fp32 weights made for the matrix products
+
+
+PRECISIONS = {
+    "32-true": Precision(trained=4, frozen=4, compute=4, autocast=False),
+    "bf16-true": Precision(trained=2, frozen=2, compute=2, autocast=False),
+    "bf16-mixed": Precision(trained=4, frozen=2, compute=2, autocast=True),
+    "16-mixed": Precision(trained=4, frozen=2, compute=2, autocast=True),
+}
+# the old ``dtype=`` argument, deprecated: each name maps to the regime it was used for
+DTYPE_TO_PRECISION = {"fp32": "32-true", "float32": "32-true", "bf16": "bf16-true", "bfloat16": "bf16-true",
+                      "fp16": "16-mixed", "float16": "16-mixed"}
+OPTIMIZER_STATES = {"adamw": 2, "sgd": 0}  # states per trained parameter, each in the parameter's dtype
+OPTIMIZER_BYTES = {"adamw8bit": 2}  # per trained parameter, whatever its dtype
+OPTIMIZERS = tuple(OPTIMIZER_STATES) + tuple(OPTIMIZER_BYTES)
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 GIB = 2**30
@@ -100,6 +142,7 @@ class MemoryEstimate:
     parameters: int
     trainable: int
     breakdown: dict[str, float] = field(default_factory=dict)  # bytes per component
+    precision: str = "bf16-mixed"
 
     @property
     def total(self) -> float:
@@ -113,35 +156,87 @@ class MemoryEstimate:
         return self.total <= gib * GIB
 
 
-def estimate(config, method: str = "full", batch: int = 1, seq_len: int = 512, dtype: str = "bf16",
+def estimate(config, method: str = "full", batch: int = 1, seq_len: int = 512, precision: str | None = None,
              optimizer: str = "adamw", lora_r: int = 16, lora_targets="all-linear",
-             gradient_checkpointing: bool = False) -> MemoryEstimate:
-    """Memory for one training step of ``method`` ("full", "lora" or "qlora"), by component, in bytes."""
+             gradient_checkpointing: bool = False, dtype: str | None = None) -> MemoryEstimate:
+    """Memory for one training step of ``method`` ("full", "lora" or "qlora") in ``precision``
+    ("32-true", "bf16-true", "bf16-mixed" or "16-mixed"; default "bf16-mixed"), by component, in bytes.
+
+    ``dtype=`` ("fp32", "bf16", "fp16") is deprecated: it maps to "32-true", "bf16-true", "16-mixed".
+    """
+    precision = _precision(precision, dtype)
     if method not in ("full", "lora", "qlora"):
-        raise ValueError("method must be 'full', 'lora' or 'qlora'")
-    if dtype not in BYTES or optimizer not in OPTIMIZER_BYTES:
-        raise ValueError(f"dtype in {sorted(BYTES)}, optimizer in {sorted(OPTIMIZER_BYTES)}")
+        raise ValueError(f"method must be 'full', 'lora' or 'qlora', not {method!r}.")
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, not {optimizer!r}.")
+    for name, value in (("batch", batch), ("seq_len", seq_len)) + ((("lora_r", lora_r),) if method != "full" else ()):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive whole number, not {value!r}.")
+    regime = PRECISIONS[precision]
     cfg = read_config(config)
     counts = parameter_counts(cfg)
-    size = BYTES[dtype]
     lora = lora_parameter_count(cfg, lora_r, lora_targets) if method != "full" else 0
     trainable = counts["total"] if method == "full" else lora
-    if method == "qlora":  # NF4: half a byte per weight plus ~0.127 bits of double-quantised scales
-        weights = counts["linear"] * (0.5 + 0.127 / 8) + (counts["embeddings"] + counts["norms"]) * 2
+    trained_bytes = regime.trained if method == "full" else 4  # PEFT keeps adapters in fp32 in every regime
+    if method == "full":
+        weights = counts["total"] * regime.trained
+    elif method == "lora":
+        weights = counts["total"] * regime.frozen
+    else:  # NF4: half a byte per weight plus ~0.127 bits of double-quantised scales; the rest in 16 bits
+        weights = counts["linear"] * (0.5 + 0.127 / 8) + (counts["embeddings"] + counts["norms"]) * regime.frozen
+    if optimizer in OPTIMIZER_BYTES:
+        optimizer_bytes = trainable * OPTIMIZER_BYTES[optimizer]
     else:
-        weights = counts["total"] * size
-    # LoRA's own weights live in fp32 (PEFT keeps adapters in fp32 for stable training)
-    lora_bytes = lora * 4
-    grad_bytes = trainable * (size if method == "full" else 4)
-    d, L, ff, kv = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"], cfg["num_key_value_heads"] * cfg["head_dim"]
-    tokens = batch * seq_len
-    per_layer = 8 * d + 2 * kv + 4 * ff
-    layers = L * d + per_layer if gradient_checkpointing else L * per_layer
-    logits = 3 * cfg["vocab_size"] * 4  # fp32
-    activations = tokens * (layers * size + logits)
+        optimizer_bytes = trainable * OPTIMIZER_STATES[optimizer] * trained_bytes
+    d, L, ff = cfg["hidden_size"], cfg["num_hidden_layers"], cfg["intermediate_size"]
+    kv = cfg["num_key_value_heads"] * cfg["head_dim"]
+    # the residual stream runs in the embeddings' dtype: fp32 when they train in fp32 (full, mixed)
+    residual = 4 if method == "full" and regime.trained == 4 else regime.compute
+    # per layer and token, in bytes: the saved numbers in the compute dtype, plus the RMSNorms' fp32 upcasts
+    # (2 norms × d; with an fp32 residual stream each norm keeps ~3 fp32 and 1 more 16-bit copy of d)
+    per_layer = (8 * d + 2 * kv + 4 * ff) * regime.compute
+    if regime.compute != 4:
+        per_layer += 16 * d if residual == 4 else 4 * d
+    if method != "full" and regime.compute != 4 and not regime.autocast:
+        per_layer += 4 * _adapter_inputs(cfg, lora_targets)  # PEFT runs fp32 adapters on fp32 copies of their inputs
+    layers = L * d * residual + per_layer if gradient_checkpointing else L * per_layer
+    logits = cfg["vocab_size"] * (12 if regime.compute == 4 else 14)  # logits (+ fp32 upcast), log-softmax, gradient
+    activations = batch * seq_len * (layers + logits)
+    if regime.autocast:  # a 16-bit copy of every fp32 weight a matrix product uses (the output layer too)
+        fp32_in_matmuls = counts["linear"] + cfg["vocab_size"] * d if method == "full" else lora
+        activations += 2 * fp32_in_matmuls
     return MemoryEstimate(method, counts["total"], trainable, {
-        "weights": weights, "lora": lora_bytes, "gradients": grad_bytes,
-        "optimizer": trainable * OPTIMIZER_BYTES[optimizer], "activations": activations})
+        "weights": weights, "lora": lora * 4, "gradients": trainable * trained_bytes,
+        "optimizer": optimizer_bytes, "activations": activations}, precision)
+
+
+def _precision(precision: str | None, dtype: str | None) -> str:
+    if dtype is not None:
+        if precision is not None:
+            raise ValueError("Pass precision= only (dtype= is deprecated and means the same thing less exactly).")
+        if dtype not in DTYPE_TO_PRECISION:
+            raise ValueError(f"dtype must be one of {', '.join(DTYPE_TO_PRECISION)}, not {dtype!r}; better, pass "
+                             f"precision= one of {', '.join(PRECISIONS)}.")
+        precision = DTYPE_TO_PRECISION[dtype]
+        warnings.warn(f"estimate(dtype={dtype!r}) is deprecated and will be removed in the next release: "
+                      f"pass precision={precision!r} (one of {', '.join(PRECISIONS)}).", DeprecationWarning, stacklevel=3)
+    precision = precision or "bf16-mixed"
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)} (Lightning's names), not {precision!r}.")
+    return precision
+
+
+def _adapter_inputs(cfg: dict, targets) -> int:
+    """Numbers per layer and token in the distinct inputs of the adapted layers (q/k/v share one, gate/up one)."""
+    d, ff, q = cfg["hidden_size"], cfg["intermediate_size"], cfg["num_attention_heads"] * cfg["head_dim"]
+    names = set(linear_shapes(cfg)) if targets == "all-linear" else set(targets)
+    return ((d if names & {"q_proj", "k_proj", "v_proj"} else 0) + (q if "o_proj" in names else 0)
+            + (d if names & {"gate_proj", "up_proj"} else 0) + (ff if "down_proj" in names else 0))
+
+
+def precision_of(profile) -> str:
+    """The regime a profile trains in: "32-true" (fp32), "bf16-mixed" or "16-mixed"."""
+    return {None: "32-true", "bf16": "bf16-mixed", "fp16": "16-mixed"}[profile.mixed_precision]
 
 
 def measure_peak(model, step, device: str | None = None) -> int:

@@ -84,7 +84,7 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
 
             config = AutoConfig.from_pretrained(source, local_files_only=is_local or _offline())
             check_fits(config, torch.cuda.mem_get_info()[0], dtype=str(dtype).replace("torch.", ""), name=source,
-                       method="qlora" if load_in_4bit else "full")
+                       method="qlora" if load_in_4bit else "full", precision=_precision(profile))
         tokenizer = _tokenizer(source, is_local)
         with hf_progress_bars_off():
             model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, local_files_only=is_local or _offline(),
@@ -107,6 +107,12 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                                "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
     return model, tokenizer
+
+
+def _precision(profile) -> str:
+    from ftlab.memory import precision_of
+
+    return precision_of(profile) if profile is not None else "32-true"
 
 
 def _four_bit(device: str, profile) -> dict:
@@ -151,12 +157,13 @@ def load_tokenizer(name: str | os.PathLike):
         raise ModelNotFoundError(f"Could not load the tokenizer of {source!r}: {err}") from None
 
 
-def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model", method: str = "full") -> None:
+def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "model", method: str = "full",
+               precision: str = "bf16-mixed") -> None:
     """Raise ``ModelTooBigError`` when the weights alone (as ``method`` stores them: "full" in ``dtype``,
     "qlora" in 4 bits) need more than ``free_bytes``, with the memory calculator's figures for full
-    fine-tuning, LoRA and QLoRA, and what to try. Configs the calculator cannot read (not Llama-like)
-    pass: loading itself decides then."""
-    from ftlab.memory import GIB, ConfigError, estimate, read_config
+    fine-tuning, LoRA and QLoRA in ``precision``, and what to try. Configs the calculator cannot read
+    (not Llama-like) pass: loading itself decides then."""
+    from ftlab.memory import GIB, ConfigError, estimate, parameter_counts, read_config
 
     try:
         cfg = read_config(config)
@@ -164,15 +171,19 @@ def check_fits(config, free_bytes: float, dtype: str = "bfloat16", name: str = "
         return
     if method not in ("full", "qlora"):
         raise ValueError("method must be 'full' (weights in dtype) or 'qlora' (weights in 4 bits)")
-    full, lora, qlora = (estimate(cfg, m, dtype=dtype) for m in ("full", "lora", "qlora"))
-    if (qlora if method == "qlora" else full).breakdown["weights"] <= free_bytes:
+    size = {"float32": 4, "bfloat16": 2, "float16": 2}.get(dtype)
+    if size is None:
+        raise ValueError(f"dtype must be 'float32', 'bfloat16' or 'float16', not {dtype!r}.")
+    full, lora, qlora = (estimate(cfg, m, precision=precision) for m in ("full", "lora", "qlora"))
+    weights = parameter_counts(cfg)["total"] * size
+    if (qlora.breakdown["weights"] if method == "qlora" else weights) <= free_bytes:
         return
     raise ModelTooBigError(
-        f"{name} does not fit: {full.parameters / 1e9:.2f}B parameters need {full.breakdown['weights'] / GIB:.1f} GiB "
+        f"{name} does not fit: {full.parameters / 1e9:.2f}B parameters need {weights / GIB:.1f} GiB "
         f"for the weights alone in {dtype}, and the GPU has {free_bytes / GIB:.1f} GiB free. A training step "
-        f"(batch 1, 512 tokens) needs about {full.total / GIB:.1f} GiB for full fine-tuning, {lora.total / GIB:.1f} GiB "
-        f"with LoRA and {qlora.total / GIB:.1f} GiB with QLoRA. Try QLoRA (lesson 3) if that fits, a smaller model "
-        "(e.g. HuggingFaceTB/SmolLM2-360M), or free GPU memory (restart the kernel).")
+        f"(batch 1, 512 tokens, {precision}) needs about {full.total / GIB:.1f} GiB for full fine-tuning, "
+        f"{lora.total / GIB:.1f} GiB with LoRA and {qlora.total / GIB:.1f} GiB with QLoRA. Try QLoRA (lesson 3) if "
+        "that fits, a smaller model (e.g. HuggingFaceTB/SmolLM2-360M), or free GPU memory (restart the kernel).")
 
 
 def count_parameters(model, trainable_only: bool = False) -> int:

@@ -167,11 +167,11 @@ class ICLExplorer(_Widget):
 class LoraExplorer(_Widget):
     """Pick a model config, rank, alpha and targets; see trainable parameters, adapter size and memory."""
 
-    def __init__(self, configs: dict[str, dict], batch: int = 4, seq_len: int = 512, dtype: str = "bf16"):
+    def __init__(self, configs: dict[str, dict], batch: int = 4, seq_len: int = 512, precision: str = "bf16-mixed"):
         from ftlab.memory import linear_shapes, read_config
 
         self.configs = {name: read_config(c) for name, c in configs.items()}
-        self.batch, self.seq_len, self.dtype = batch, seq_len, dtype
+        self.batch, self.seq_len, self.precision = batch, seq_len, precision
         first = next(iter(self.configs.values()))
         self.model = w.Dropdown(options=list(self.configs), description="Model")
         self.rank = w.IntSlider(value=16, min=1, max=256, description="rank r")
@@ -191,9 +191,9 @@ class LoraExplorer(_Widget):
         try:
             if not self.targets.value:
                 raise ConfigError("Pick at least one target module.")
-            lora = estimate(cfg, "lora", batch=self.batch, seq_len=self.seq_len, dtype=self.dtype,
+            lora = estimate(cfg, "lora", batch=self.batch, seq_len=self.seq_len, precision=self.precision,
                             lora_r=self.rank.value, lora_targets=list(self.targets.value))
-            full = estimate(cfg, "full", batch=self.batch, seq_len=self.seq_len, dtype=self.dtype)
+            full = estimate(cfg, "full", batch=self.batch, seq_len=self.seq_len, precision=self.precision)
         except ConfigError as err:
             self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
             return {"error": str(err)}
@@ -203,7 +203,7 @@ class LoraExplorer(_Widget):
                "scale": self.alpha.value / self.rank.value}
         self.result.value = (f"<p>trainable: <b>{out['trainable']:,}</b> of {total:,} ({out['percent']:.3f}%); "
                              f"adapter file ≈ {out['adapter_mb']:.1f} MB in 16-bit; scale alpha/r = {out['scale']:.2f}</p>"
-                             f"<p>estimated training memory (batch {self.batch} × {self.seq_len} tokens, {self.dtype}): "
+                             f"<p>estimated training memory (batch {self.batch} × {self.seq_len} tokens, {self.precision}): "
                              f"LoRA <b>{out['lora_gib']:.2f} GiB</b> vs full fine-tuning {out['full_gib']:.2f} GiB</p>")
         return out
 

@@ -47,29 +47,80 @@ def test_bad_configs_and_settings_are_explained():
         estimate(cfg, "lora", lora_r=1024)
 
 
-@pytest.mark.parametrize("method", ["full", "lora"])
-@pytest.mark.parametrize("batch,seq", [(4, 64), (8, 128)])
-def test_estimate_is_within_25_percent_of_the_measured_peak(method, batch, seq):
+def test_each_precision_counts_what_pytorch_allocates():
+    cfg = bundled_configs()["SmolLM2-135M"]
+    n = parameter_counts(read_config(cfg))["total"]
+    per_parameter = {"32-true": (4, 4, 8), "bf16-true": (2, 2, 4), "bf16-mixed": (4, 4, 8), "16-mixed": (4, 4, 8)}
+    for precision, (weights, gradients, optimizer) in per_parameter.items():
+        b = estimate(cfg, "full", precision=precision).breakdown
+        assert (b["weights"], b["gradients"], b["optimizer"]) == (weights * n, gradients * n, optimizer * n), precision
+        lora = estimate(cfg, "lora", precision=precision)
+        assert lora.breakdown["weights"] == (4 if precision == "32-true" else 2) * n  # a frozen base may stay 16-bit
+        assert lora.breakdown["optimizer"] == 8 * lora.trainable  # PEFT's adapters are fp32 in every regime
+    # autocast activations are 16-bit: less than fp32's, but mixed precision's fp32 weights cost copies
+    full32, mixed = (estimate(cfg, "full", batch=8, precision=p) for p in ("32-true", "bf16-mixed"))
+    assert mixed.breakdown["activations"] < full32.breakdown["activations"]
+    assert estimate(cfg, "full").precision == "bf16-mixed"  # the default: what a GPU with bf16 trains in
+
+
+def test_dtype_still_works_for_a_release_with_a_deprecation_warning():
+    cfg = bundled_configs()["SmolLM2-135M"]
+    for dtype, precision in (("fp32", "32-true"), ("bf16", "bf16-true"), ("fp16", "16-mixed")):
+        with pytest.warns(DeprecationWarning, match=f"precision='{precision}'"):
+            old = estimate(cfg, "lora", dtype=dtype)
+        assert old.breakdown == estimate(cfg, "lora", precision=precision).breakdown
+
+
+@pytest.mark.parametrize("bad,match", [
+    (dict(batch=-3), "batch must be a positive whole number"), (dict(batch=2.5), "batch"),
+    (dict(seq_len=0), "seq_len"), (dict(method="lora", lora_r=0), "lora_r"), (dict(batch=True), "batch"),
+    (dict(precision="fp16"), "precision must be one of 32-true, bf16-true, bf16-mixed, 16-mixed"),
+    (dict(dtype="int8"), "dtype must be"), (dict(dtype="fp16", precision="16-mixed"), "precision= only"),
+    (dict(optimizer="adam"), "optimizer must be"), (dict(method="ia3"), "method must be")])
+def test_bad_settings_get_a_clear_error(bad, match):
+    with pytest.raises(ValueError, match=match):
+        estimate(bundled_configs()["SmolLM2-135M"], **bad)
+
+
+def _train_step(precision: str, method: str, batch: int, seq: int):
+    """A model, and one AdamW step on it as ``precision`` trains: weights and autocast as PyTorch does them."""
+    import contextlib
+
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    config = LlamaConfig(vocab_size=2048, hidden_size=256, intermediate_size=704, num_hidden_layers=4,
+    config = LlamaConfig(vocab_size=1024, hidden_size=128, intermediate_size=352, num_hidden_layers=2,
                          num_attention_heads=4, max_position_embeddings=256, tie_word_embeddings=True)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).train()
+    sixteen = precision == "bf16-true" or (precision == "bf16-mixed" and method == "lora")  # frozen base in bf16
+    model.to(torch.bfloat16 if sixteen else torch.float32)
     if method == "lora":
-        model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))
+        model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))  # adapters in fp32
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    x = torch.randint(0, 2048, (batch, seq))
+    x = torch.randint(0, config.vocab_size, (batch, seq))
+    autocast = precision.endswith("-mixed")
 
     def step():
-        model(input_ids=x, labels=x).loss.backward()
+        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+            loss = model(input_ids=x, labels=x).loss
+        loss.backward()
         opt.step()
         opt.zero_grad(set_to_none=True)
 
     step()  # the optimizer state exists from the first step on
+    return config, model, step
+
+
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true", "bf16-mixed"])
+@pytest.mark.parametrize("method", ["full", "lora"])
+@pytest.mark.parametrize("batch,seq", [(4, 64), (8, 128)])
+def test_estimate_is_within_25_percent_of_the_measured_peak(precision, method, batch, seq):
+    config, model, step = _train_step(precision, method, batch, seq)
     measured = measure_peak(model, step)
-    predicted = estimate(config, method, batch=batch, seq_len=seq, dtype="fp32", lora_r=8).total
+    predicted = estimate(config, method, batch=batch, seq_len=seq, precision=precision, lora_r=8).total
+    print(f"{precision} {method} batch {batch} x {seq}: estimate {predicted:,.0f} B, measured {measured:,} B, "
+          f"{predicted / measured - 1:+.1%}")
     assert 0.75 * measured <= predicted <= 1.25 * measured, (predicted, measured)
 
 
