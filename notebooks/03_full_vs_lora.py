@@ -52,7 +52,7 @@ import torch
 
 import ftlab
 from ftlab.display import html_table
-from ftlab.evaluation import evaluate
+from ftlab.evaluation import evaluate, score_chat
 from ftlab.lora import ATTENTION_TARGETS, linear_modules, lora_config, saved_size, trainable_parameters
 from ftlab.memory import bundled_configs, estimate, measure_peak
 from ftlab.training import train_sft
@@ -113,31 +113,144 @@ with torch.no_grad():
 print(f"max |scratch - PEFT| = {scratch_vs_peft:.2e}")
 
 # %% [markdown]
-# ## 2. Specialising on the domain: full fine-tuning vs LoRA at several ranks and targets
+# ## 2. Specialising on the domain: full fine-tuning vs LoRA
 #
-# Every run starts from tiny-chat, sees the same 44 domain conversations for the same number of steps,
-# and uses the profile's learning rate for its kind (LoRA trains fewer, freshly initialised weights
-# and needs a larger one). For each run we measure:
+# This domain is easy for the model: the symbols are in its pre-training, and only the question-and-answer
+# form is new. Trained long enough (60 steps), full fine-tuning and nearly every LoRA set-up answer
+# *every* held-out element, and 1.00 against 1.00 says nothing about which learns more. So each run here
+# gets a small budget — `STEPS` optimizer steps on 8 conversations each, a constant learning rate after
+# one warm-up step — and we compare how far each gets. We measure:
 #
-# * trainable parameters, and their share of the model;
-# * peak memory of one training step (PyTorch's memory profiler, tensors only — see section 4);
-# * seconds per step, and the size on disk (full checkpoint vs adapter only);
-# * **domain gain**: accuracy on held-out elements, after minus before;
-# * **general loss (forgetting)**: `qa` accuracy on the general questions, before minus after.
+# * **domain accuracy**: held-out elements, every question form (the `domain` task);
+# * **general accuracy**: the `qa` questions about everything else — what drops is what was forgotten;
+# * trainable parameters, peak memory and seconds per training step, and the size on disk.
+#
+# Both accuracies use `evaluate`'s rule (the right answer, and the turn ended), all questions in one batch.
 
 # %%
 domain_train = domain["train"].remove_columns("answer")
-steps = 60
-before_domain = evaluate(chat, tok, "domain").accuracy
-before_general = evaluate(chat, tok, "qa").accuracy
-print(f"tiny-chat before: domain {before_domain:.2f}, general {before_general:.2f}")
+general = world.qa_eval()
+questions = {"domain": ([m[0]["content"] for m in domain["test"]["messages"]], list(domain["test"]["answer"])),
+             "general": (list(general["question"]), list(general["answer"]))}
 
 
-def step_peak(model):
-    """Peak tensor memory of one AdamW training step on a batch of 8 domain conversations."""
+def accuracy(model, task: str) -> float:
+    rows = score_chat(model, tok, *questions[task], batch_size=256)
+    return sum(r["correct"] for r in rows) / len(rows)
+
+
+before = {task: accuracy(chat, task) for task in questions}
+print(f"tiny-chat before: domain {before['domain']:.2f}, general {before['general']:.2f} "
+      f"({len(questions['domain'][0])} and {len(questions['general'][0])} questions)")
+
+STEPS = 6  # about one pass over the 44 conversations
+
+
+def finetune(lora, learning_rate: float, seed: int = 0) -> dict:
+    """tiny-chat tuned on the domain for STEPS steps: every weight (lora=None) or a LoRA (r, targets)."""
+    torch.manual_seed(seed)  # LoRA's random A matrices; the data order follows data_seed
+    model, _ = ftlab.load_model(profile.chat_model, profile, for_training=True)
+    peft = None if lora is None else lora_config(model, r=lora[0], targets=lora[1])
+    run = train_sft(model, tok, domain_train, profile, peft_config=peft, assistant_only_loss=True, max_steps=STEPS,
+                    per_device_train_batch_size=8, learning_rate=learning_rate, warmup_steps=1,
+                    lr_scheduler_type="constant_with_warmup", seed=seed, data_seed=seed, quiet=True)
+    return {"domain": accuracy(run.model, "domain"), "general": accuracy(run.model, "general"),
+            "lr": learning_rate, "seed": seed, "model": run.model}
+
+
+# %% [markdown]
+# ### 2.1 A fair learning rate for each
+#
+# Full fine-tuning and LoRA want different learning rates: LoRA's `B` starts at zero and its update is
+# scaled by alpha/r, and Biderman et al. (2024) found LoRA's best rate about ten times full fine-tuning's.
+# Comparing both at one rate would pit a tuned method against an untuned one. So each gets a small sweep —
+# a third of, equal to, and three times the profile's default for its kind — and keeps the rate that
+# learns the domain best. LoRA here is the everyday choice, r = 16 on every linear layer.
+# (We pick on the same held-out elements we report, a small optimism shared by both arms; a real project
+# picks on a separate validation split.)
+
+# %%
+LORA = (16, "all-linear")
+arms = {"full": (None, profile.learning_rates["sft"]), "LoRA r=16": (LORA, profile.learning_rates["lora"])}
+sweep = {name: [finetune(spec, default * f) for f in (1 / 3, 1, 3)] for name, (spec, default) in arms.items()}
+chosen = {name: max(runs, key=lambda r: (r["domain"], r["general"])) for name, runs in sweep.items()}
+html_table([{"method": name, "learning rate": r["lr"], "domain accuracy": r["domain"],
+             "general accuracy": r["general"], "chosen": "✓" if r is chosen[name] else ""}
+            for name, runs in sweep.items() for r in runs])
+
+# %%
+fig, axes = plt.subplots(1, 2, figsize=(9, 3.4), sharex=True)
+colours = {"full": "tab:red", "LoRA r=16": "tab:green"}
+for ax, task in zip(axes, ("domain", "general")):
+    for name, runs in sweep.items():
+        ax.plot([r["lr"] for r in runs], [r[task] for r in runs], "o-", color=colours[name], label=name)
+        ax.plot(chosen[name]["lr"], chosen[name][task], "o", ms=12, mfc="none", color=colours[name])
+    ax.axhline(before[task], color="grey", ls=":", label="tiny-chat before")
+    ax.set_xscale("log")
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("learning rate (log scale)")
+    ax.set_ylabel(f"{task} accuracy")
+    ax.set_title(f"{task} accuracy after {STEPS} steps (circled: chosen)", fontsize=9)
+axes[0].legend(fontsize=8)
+fig.tight_layout()
+
+# %% [markdown]
+# ### 2.2 Full fine-tuning vs LoRA, each at its own rate, over three seeds
+#
+# A seed changes the order of the conversations and LoRA's random `A`. A difference between the two
+# methods means something only if it is larger than what changing the seed alone does.
+
+# %%
+SEEDS = (0, 1, 2)
+by_seed = {name: [chosen[name]] + [finetune(arms[name][0], chosen[name]["lr"], seed=s) for s in SEEDS[1:]]
+           for name in arms}
+summary = {name: {task: np.array([r[task] for r in runs]) for task in ("domain", "general")}
+           for name, runs in by_seed.items()}
+html_table([{"method": name, "learning rate": chosen[name]["lr"],
+             **{f"{task} accuracy, per seed": " ".join(f"{v:.2f}" for v in s[task]) for task in s},
+             "domain mean": s["domain"].mean(), "general mean": s["general"].mean()}
+            for name, s in summary.items()])
+
+# %%
+verdict = {}
+for task in ("domain", "general"):
+    gap = summary["full"][task].mean() - summary["LoRA r=16"][task].mean()
+    spread = max(np.ptp(s[task]) for s in summary.values())  # the larger seed-to-seed range of the two
+    verdict[task] = (gap, spread, abs(gap) > 3 * spread)
+    print(f"{task:>8}: full - LoRA = {gap:+.2f}; seed-to-seed range up to {spread:.2f} -> "
+          f"{'a measurable difference' if abs(gap) > 3 * spread else 'no measurable difference at three seeds'}")
+
+fig, ax = plt.subplots(figsize=(6, 3.4))
+for i, (name, s) in enumerate(summary.items()):
+    for j, task in enumerate(("domain", "general")):
+        values = s[task]
+        ax.bar(j + 0.38 * i, values.mean(), width=0.36, color=colours[name], alpha=0.8, label=name if j == 0 else None,
+               yerr=[[values.mean() - values.min()], [values.max() - values.mean()]], capsize=4)
+        ax.plot([j + 0.38 * i] * len(values), values, "k.", ms=4)
+ax.set_xticks([0.19, 1.19], ["domain accuracy\n(learned)", "general accuracy\n(kept)"])
+for j, task in enumerate(("domain", "general")):
+    ax.hlines(before[task], j - 0.2, j + 0.58, color="grey", ls=":", label="tiny-chat before" if j == 0 else None)
+ax.set_ylabel("accuracy (bar: mean; whiskers: min–max; dots: seeds)")
+ax.set_ylim(0, 1.05)
+ax.legend(fontsize=8, loc="lower right")
+fig.tight_layout()
+
+# %% [markdown]
+# ### 2.3 Ranks, targets, and what each run costs
+#
+# Now LoRA at ranks 1, 16 and 64, on the attention layers only or on every linear layer — all at LoRA's
+# chosen rate, seed 0 — next to full fine-tuning at its chosen rate. Besides the two accuracies: the
+# trainable parameters, the peak memory of one training step (PyTorch's memory profiler, tensors only — see
+# section 4), the seconds per step (timed on a fixed batch, so that start-up costs do not count), and the
+# size on disk (the full checkpoint, or the adapter alone).
+
+
+# %%
+def step_cost(model, repeats: int = 3) -> tuple[int, float]:
+    """Peak tensor memory (bytes) and seconds of one AdamW step on a batch of 8 domain conversations."""
     batch = tok.apply_chat_template(list(domain_train[:8]["messages"]), tokenize=True, return_dict=True,
                                     padding=True, return_tensors="pt").to(model.device)
-    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-6)
+    opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-9)
     model.train()
 
     def one_step():
@@ -145,67 +258,71 @@ def step_peak(model):
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    one_step()
+    one_step()  # AdamW's state exists from the first step on
     peak = measure_peak(model, one_step)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        one_step()
+    if profile.device == "cuda":
+        torch.cuda.synchronize()
     model.eval()
-    return peak
+    return peak, (time.perf_counter() - start) / repeats
 
 
-runs = {"full": None} | {f"LoRA r={r} {name}": (r, targets) for r in (1, 4, 16, 64)
-                         for name, targets in (("attention", ATTENTION_TARGETS), ("all-linear", "all-linear"))}
-results = []
-for name, spec in runs.items():
-    model, _ = ftlab.load_model(profile.chat_model, profile, for_training=True)
-    peft = None if spec is None else lora_config(model, r=spec[0], targets=spec[1])
-    run = train_sft(model, tok, domain_train, profile, peft_config=peft, assistant_only_loss=True, max_steps=steps,
-                    per_device_train_batch_size=8, quiet=True)
-    trainable, total = trainable_parameters(run.model)
-    results.append({
-        "run": name, "trainable": trainable, "% of model": 100 * trainable / total,
-        "peak MiB": step_peak(run.model) / 2**20, "s/step": run.seconds_per_step,
-        "disk MiB": saved_size(run.model) / 2**20,
-        "domain gain": evaluate(run.model, tok, "domain").accuracy - before_domain,
-        "general loss": before_general - evaluate(run.model, tok, "qa").accuracy,
-        "model": run.model,
-    })
-    print(f"{name:>22}: domain gain {results[-1]['domain gain']:+.2f}, general loss {results[-1]['general loss']:+.2f}")
-html_table([{k: v for k, v in r.items() if k != "model"} for r in results])
+grid = {"full": chosen["full"], "LoRA r=16 all-linear": chosen["LoRA r=16"]}
+for r in (1, 16, 64):
+    for where, targets in (("attention", ATTENTION_TARGETS), ("all-linear", "all-linear")):
+        if f"LoRA r={r} {where}" not in grid:
+            grid[f"LoRA r={r} {where}"] = finetune((r, targets), chosen["LoRA r=16"]["lr"])
+costs = []
+for name, result in grid.items():
+    trainable, total = trainable_parameters(result["model"])
+    peak, seconds = step_cost(result["model"])
+    costs.append({"run": name, "trainable": trainable, "% of model": 100 * trainable / total, "peak MiB": peak / 2**20,
+                  "s/step": seconds, "disk MiB": saved_size(result["model"]) / 2**20,
+                  "domain accuracy": result["domain"], "general accuracy": result["general"]})
+html_table(costs)
 
 # %%
-fig, ax = plt.subplots(figsize=(7, 4.5))
-labels = {}  # runs that land on the same point share one label
-for r in results:
-    full = r["run"] == "full"
-    ax.scatter(r["general loss"], r["domain gain"], s=30 + 20 * np.log10(r["trainable"]),
-               color="tab:red" if full else ("tab:blue" if "attention" in r["run"] else "tab:green"), alpha=0.8)
-    name = r["run"].replace("LoRA ", "").replace("attention", "attn").replace("all-linear", "all")
-    labels.setdefault((r["general loss"], r["domain gain"]), []).append(name)
-for i, (point, names) in enumerate(labels.items()):
-    ax.annotate(" + ".join(names), point, fontsize=8, xytext=(5, -12 + 10 * (i % 3)), textcoords="offset points")
-ax.set_ylim(0, 1)
-ax.set_xlim(0, max(r["general loss"] for r in results) + 0.1)
-ax.set_xlabel("general score lost (forgetting) →")
-ax.set_ylabel("domain score gained →")
-ax.set_title("learns vs forgets — red: full; blue: LoRA on attention; green: LoRA on all linear layers;\n"
-             "marker size grows with trainable parameters", fontsize=9)
+fig, ax = plt.subplots(figsize=(7.5, 4.8))
+style = {"full": ("tab:red", "s"), "attention": ("tab:blue", "o"), "all-linear": ("tab:green", "o")}
+for name, runs in by_seed.items():
+    for r in runs + [s for s in sweep[name] if s is not chosen[name]]:
+        colour, marker = style["full" if name == "full" else "all-linear"]
+        faded = r["lr"] != chosen[name]["lr"]
+        ax.scatter(before["general"] - r["general"], r["domain"], marker=marker, s=30, edgecolors=colour,
+                   facecolors="none" if faded else colour, alpha=0.5 if faded else 0.9)
+for row in costs:
+    if row["run"] in ("full", "LoRA r=16 all-linear"):
+        continue
+    colour, marker = style["attention" if "attention" in row["run"] else "all-linear"]
+    ax.scatter(before["general"] - row["general accuracy"], row["domain accuracy"], color=colour, marker="D", s=40)
+    ax.annotate(row["run"].split()[1], (before["general"] - row["general accuracy"], row["domain accuracy"]),
+                fontsize=8, xytext=(5, 3), textcoords="offset points")
+ax.axhline(before["domain"], color="grey", ls=":")
+from matplotlib.lines import Line2D
+ax.legend(handles=[
+    Line2D([], [], color="tab:red", marker="s", ls="", label="full, chosen rate (3 seeds)"),
+    Line2D([], [], color="tab:green", marker="o", ls="", label="LoRA r=16 all-linear, chosen rate (3 seeds)"),
+    Line2D([], [], color="grey", marker="o", mfc="none", ls="", label="other rates of the sweep (hollow)"),
+    Line2D([], [], color="tab:blue", marker="D", ls="", label="LoRA on attention (r=…)"),
+    Line2D([], [], color="tab:green", marker="D", ls="", label="LoRA on all linear layers (r=…)"),
+    Line2D([], [], color="grey", ls=":", label="domain accuracy before")], fontsize=7, loc="lower right")
+ax.set_xlabel("general accuracy lost (forgetting) →")
+ax.set_ylabel("domain accuracy (learning) →")
+ax.set_ylim(0, 1.02)
+ax.set_title(f"learns vs forgets after {STEPS} steps: up is better, left is better", fontsize=9)
 fig.tight_layout()
 
 # %% [markdown]
-# Read the plot from the top-left (learns a lot, forgets little) to the right (forgets more).
-# Full fine-tuning moves every weight, including the ones the general questions depend on. Low-rank
-# LoRA learns the domain with a small fraction of the parameters and disturbs less; as the rank and the
-# number of adapted layers grow, LoRA's update becomes more like full fine-tuning, and so does its
-# forgetting ("LoRA learns less and forgets less", Biderman et al., 2024). The best choice is the
-# smallest adapter that learns the domain.
+# DISCUSSION-PLACEHOLDER
 
 # %%
-full_run = results[0]
-small = [r for r in results[1:] if r["% of model"] <= 10]
-best = max(small, key=lambda r: (r["domain gain"], -r["general loss"]))
-print(f"full: gain {full_run['domain gain']:.2f}, loses {full_run['general loss']:.2f}, {full_run['trainable']:,} parameters")
-print(f"best LoRA with <= 10% of the parameters ({best['run']}): gain {best['domain gain']:.2f} "
-      f"= {best['domain gain'] / full_run['domain gain']:.0%} of full's, loses {best['general loss']:.2f}, "
-      f"{best['trainable']:,} parameters ({best['% of model']:.1f}%)")
+per_step = {row["run"]: row["s/step"] for row in costs}
+print(f"seconds per step: full {per_step['full']:.3f}, LoRA r=16 all-linear {per_step['LoRA r=16 all-linear']:.3f} "
+      f"({per_step['LoRA r=16 all-linear'] / per_step['full']:.0%} of full's); peak memory "
+      f"{costs[1]['peak MiB'] / costs[0]['peak MiB']:.0%} of full's; on disk {costs[1]['disk MiB'] / costs[0]['disk MiB']:.1%}")
+best = chosen["LoRA r=16"]  # the adapter section 3 merges and switches
 
 # %% [markdown]
 # ## 3. Merging, and several adapters on one base
@@ -237,16 +354,19 @@ print(f"max |merged - adapter| / max |logit| = {merge_difference:.2e}; same next
       f"{same_predictions:.0%} of the tokens; merged model type: {type(merged).__name__}")
 
 # two adapters on one base: switch with set_adapter, or turn adapters off entirely
-other = next(r for r in results[1:] if r is not best)
 other_dir = tempfile.mkdtemp()
-other["model"].save_pretrained(other_dir)
-shared = PeftModel.from_pretrained(ftlab.load_model(profile.chat_model, profile)[0], adapter_dir, adapter_name="best")
-shared.load_adapter(other_dir, adapter_name="other")
-for name in ("best", "other"):
+grid["LoRA r=1 attention"]["model"].save_pretrained(other_dir)
+shared = PeftModel.from_pretrained(ftlab.load_model(profile.chat_model, profile)[0], adapter_dir, adapter_name="r16-all")
+shared.load_adapter(other_dir, adapter_name="r1-attention")
+switched = {}
+for name in ("r16-all", "r1-attention"):
     shared.set_adapter(name)
-    print(f"adapter {name!r}: domain accuracy {evaluate(shared, tok, 'domain').accuracy:.2f}")
+    switched[name] = accuracy(shared, "domain")
 with shared.disable_adapter():
-    print(f"adapters off (the shared base): domain accuracy {evaluate(shared, tok, 'domain').accuracy:.2f}")
+    switched["off"] = accuracy(shared, "domain")
+for name, value in switched.items():
+    print(f"adapter {name!r}: domain accuracy {value:.2f}" if name != "off" else
+          f"adapters off (the shared base): domain accuracy {value:.2f}")
 
 # %% [markdown]
 # Merge when you ship one specialised model. Keep adapters when one base serves several tasks or
@@ -289,7 +409,7 @@ for method in ("full", "lora"):
 
     train_step()  # the optimizer state exists from the first step on
     measured = measure_peak(big, train_step)
-    predicted = estimate(config20m, method, batch=8, seq_len=128, dtype="fp32", lora_r=16)
+    predicted = estimate(config20m, method, batch=8, seq_len=128, precision="32-true", lora_r=16)
     calibration.append({"method": method, "measured MiB": measured / 2**20, "estimated MiB": predicted.total / 2**20,
                         "error": predicted.total / measured - 1,
                         **{f"{k} MiB": v / 2**20 for k, v in predicted.breakdown.items()}})
@@ -297,8 +417,10 @@ for method in ("full", "lora"):
 html_table(calibration)
 
 # %% [markdown]
-# Now real models. A free Colab T4 has 15 GB and no native bf16, so: fp16 weights, batch 4 × 512 tokens,
-# AdamW, LoRA r=16 on all linear layers, QLoRA with a 4-bit base (configs bundled with ftlab; no download).
+# Now real models. A free Colab T4 has 15 GB and no native bf16, so it trains in fp16 **mixed precision**
+# (`"16-mixed"`, Lightning's name; what the gpu profile does there): the weights being trained stay in fp32,
+# and the matrix products run on fp16 copies. Batch 4 × 512 tokens, AdamW, LoRA r=16 on all linear layers
+# (its frozen base in fp16), QLoRA with a 4-bit base (configs bundled with ftlab; no download).
 
 # %%
 fit_rows = []
@@ -306,16 +428,20 @@ for name, cfg in bundled_configs().items():
     row = {"model": name}
     for method in ("full", "lora", "qlora"):
         for ckpt in (False, True):
-            e = estimate(cfg, method, batch=4, seq_len=512, dtype="fp16", lora_r=16, gradient_checkpointing=ckpt)
+            e = estimate(cfg, method, batch=4, seq_len=512, precision="16-mixed", lora_r=16,
+                         gradient_checkpointing=ckpt)
             row[f"{method}{' + ckpt' if ckpt else ''}"] = f"{e.total / 2**30:.1f} GiB {'✓' if e.fits(15) else '✗'}"
     fit_rows.append(row)
 html_table(fit_rows)
 
 # %% [markdown]
-# Full fine-tuning pays 16 bytes per parameter before a single activation (weights, gradients, two
-# AdamW states; more with fp32 master weights), so even the 1.7B model does not fit a T4. LoRA removes
-# the gradients and optimizer state of the base; QLoRA also shrinks the frozen weights to 4 bits, which
-# is what brings an 8B model within reach — with gradient checkpointing to tame the activations.
+# Full fine-tuning in mixed precision pays **16 bytes per trained parameter** before a single activation:
+# the fp32 weight (4; it doubles as the "master copy"), its fp32 gradient (4) and AdamW's two fp32 states
+# (8). So even the 1.7B model (27 GB of that bookkeeping alone) does not fit a T4. LoRA pays 16 bytes only
+# per *adapter* parameter and 2 per frozen fp16 weight; QLoRA also shrinks the frozen weights to 4 bits,
+# which is what brings an 8B model within reach — with gradient checkpointing to tame the activations.
+# (`precision="bf16-true"` would keep weights and AdamW states in bf16, 8 bytes per parameter, at the price
+# of updates too small for bf16 to represent rounding away.)
 #
 # **QLoRA in practice** needs a CUDA GPU and `bitsandbytes`; the next cell runs only there.
 
@@ -327,11 +453,12 @@ if profile.device == "cuda":
     except ImportError as err:
         print(f"QLoRA skipped: {err}")
     else:
-        q_run = train_sft(q_model, tok, domain_train, profile, peft_config=lora_config(q_model, r=16), assistant_only_loss=True,
-                          max_steps=steps, per_device_train_batch_size=8, quiet=True)
-        q_gain = evaluate(q_run.model, tok, "domain").accuracy - before_domain
-        print(f"QLoRA r=16 on NF4 weights: domain gain {q_gain:+.2f} (best LoRA above: {best['domain gain']:+.2f}), "
-              f"peak GPU memory {torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
+        q_run = train_sft(q_model, tok, domain_train, profile, peft_config=lora_config(q_model, r=16),
+                          assistant_only_loss=True, max_steps=STEPS, per_device_train_batch_size=8,
+                          learning_rate=best["lr"], warmup_steps=1, lr_scheduler_type="constant_with_warmup", quiet=True)
+        print(f"QLoRA r=16 on NF4 weights: domain accuracy {accuracy(q_run.model, 'domain'):.2f} (LoRA r=16 on "
+              f"full-precision weights, seed 0: {best['domain']:.2f}), peak GPU memory "
+              f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MiB")
 else:
     print("QLoRA skipped: it needs a CUDA GPU (this is the cpu profile). The estimate above still applies.")
 
@@ -367,13 +494,18 @@ for bad in (dict(r=4, targets=["query", "value"]), dict(r=500, targets=["q_proj"
 # ## 6. Check: what this lesson claims, measured
 
 # %%
+every_run = [r for runs in sweep.values() for r in runs] + [r for runs in by_seed.values() for r in runs[1:]] + [
+    r for name, r in grid.items() if name not in ("full", "LoRA r=16 all-linear")]
 html_table([{"measurement": k, "value": v} for k, v in {
     "max |scratch LoRA - PEFT|": scratch_vs_peft,
-    "full: domain gain": full_run["domain gain"], "full: general loss": full_run["general loss"],
-    f"best LoRA ({best['run']}): domain gain": best["domain gain"],
-    f"best LoRA ({best['run']}): general loss": best["general loss"],
-    "best LoRA's share of full's gain": best["domain gain"] / full_run["domain gain"],
-    "best LoRA's trainable share": best["trainable"] / full_run["trainable"],
+    "domain accuracy before": before["domain"], "general accuracy before": before["general"],
+    "domain accuracy, lowest / highest of all runs": f"{min(r['domain'] for r in every_run):.2f} / "
+                                                     f"{max(r['domain'] for r in every_run):.2f} ({len(every_run)} runs)",
+    **{f"{name} (lr {chosen[name]['lr']:.0e}): {task} accuracy, mean [min, max] of 3 seeds":
+       f"{s[task].mean():.2f} [{s[task].min():.2f}, {s[task].max():.2f}]" for name, s in summary.items() for task in s},
+    **{f"full - LoRA, {task}: gap / largest seed range": f"{g:+.2f} / {sp:.2f}" for task, (g, sp, _) in verdict.items()},
+    "LoRA r=16 trainable share of full's": costs[1]["trainable"] / costs[0]["trainable"],
+    "LoRA r=16 s/step / full's": costs[1]["s/step"] / costs[0]["s/step"],
     "max |merged - adapter| (relative)": merge_difference,
     "calculator error, full": calibration[0]["error"], "calculator error, LoRA": calibration[1]["error"],
 }.items()])
@@ -381,8 +513,16 @@ html_table([{"measurement": k, "value": v} for k, v in {
 # %%
 # CHECK
 assert scratch_vs_peft < 1e-5
-assert best["domain gain"] >= 0.9 * full_run["domain gain"] and best["trainable"] <= 0.10 * full_run["trainable"]
-assert full_run["general loss"] > best["general loss"], (full_run["general loss"], best["general loss"])
+# a comparison, not a ceiling: no run answers every held-out element, and none is stuck at zero
+assert all(0 < r["domain"] < 1 for r in every_run), [(r["lr"], r["domain"]) for r in every_run]
+# both methods learn the domain within the budget (over three seeds, every seed)
+assert all(s["domain"].min() >= before["domain"] + 0.2 for s in summary.values()), summary
+# CHECKS-PLACEHOLDER
+# LoRA's economics: a small share of the parameters, a small file, less memory
+assert costs[1]["trainable"] <= 0.05 * costs[0]["trainable"] and costs[1]["disk MiB"] <= 0.05 * costs[0]["disk MiB"]
+assert costs[1]["peak MiB"] < costs[0]["peak MiB"], (costs[1]["peak MiB"], costs[0]["peak MiB"])
+# the adapter is what knows the domain: switched off, the shared base is back where tiny-chat started
+assert switched["r16-all"] >= switched["off"] + 0.2 and abs(switched["off"] - before["domain"]) <= 0.05, switched
 # exact on the CPU (fp32); on a GPU, bf16 weights or TF32 products round, which can flip a near-tie
 assert merge_difference < (1e-5 if profile.device == "cpu" else 2e-2), merge_difference
 assert same_predictions == 1.0 if profile.device == "cpu" else same_predictions >= 0.8, same_predictions
@@ -392,11 +532,4 @@ print("All checks passed.")
 # %% [markdown]
 # ## Summary
 #
-# * LoRA is a frozen layer plus a trainable low-rank product, `W x + (alpha/r) B A x` — twenty lines, and
-#   identical to PEFT's.
-# * On a narrow domain, a LoRA adapter with about 1% of the parameters learned as much as full
-#   fine-tuning, forgot less of everything else, trained with less memory and saved as a file tens to
-#   hundreds of times smaller. High ranks on every layer drift back towards full fine-tuning's forgetting.
-# * Merged or kept apart, the adapter computes the same thing; keeping it apart lets one base serve many.
-# * Memory is mostly bookkeeping: 16 bytes per trainable parameter for AdamW training, plus activations.
-#   The calculator predicts it from a config, so you can tell before you start whether a run fits.
+# SUMMARY-PLACEHOLDER
