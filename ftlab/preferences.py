@@ -45,6 +45,15 @@ class PreferenceLog:
             f.flush()
             os.fsync(f.fileno())
 
+    def clear(self) -> Path | None:
+        """Start over: the file moves aside to ``<name>.bak`` (replacing an older one), so an unlucky
+        click loses nothing for good. Returns where the labels went (None if there were none)."""
+        if not self.path.exists():
+            return None
+        backup = self.path.with_name(self.path.name + ".bak")
+        self.path.replace(backup)
+        return backup
+
     def labels(self) -> dict[tuple[str, str, str], str]:
         """``{(prompt, a, b): choice}``, newest label per pair; bad lines go to ``self.problems``."""
         self.problems = []

@@ -93,9 +93,9 @@ def model_label(name: str) -> str:
     return name
 
 
-CPU_STEPS = {"sft": 100, "lora": 150, "reward": 150, "rl": 60, "dpo": 60}
+CPU_STEPS = {"sft": 100, "lora": 150, "reward": 100, "rl": 40, "dpo": 40}
 # sized for a T4 with SmolLM2-135M: each lesson's training under ~9 minutes (tests/test_profiles.py has the sums)
-GPU_STEPS = {"sft": 150, "lora": 150, "reward": 150, "rl": 40, "dpo": 150}
+GPU_STEPS = {"sft": 150, "lora": 150, "reward": 100, "rl": 25, "dpo": 100}
 # a 2M-parameter model trained from a small init wants large steps; a 135M pretrained one would be wrecked by them
 CPU_LR = {"sft": 1e-3, "lora": 2e-3, "reward": 1e-3, "rl": 5e-4, "dpo": 3e-4}
 GPU_LR = {"sft": 5e-5, "lora": 2e-4, "reward": 2e-5, "rl": 3e-6, "dpo": 1e-6}

@@ -16,12 +16,12 @@ from transformers import TrainerCallback
 from ftlab.generation import chat_prompt, end_of_turn_id, generate
 
 
-def load_reward_model(name: str | os.PathLike, profile=None):
+def load_reward_model(name: str | os.PathLike, profile=None, seed: int = 0):
     """``(model, tokenizer)``: ``name``'s transformer with a fresh one-output head on its last token.
 
-    The head is new (random), so transformers reports it as newly initialised; training gives it meaning.
-    Loaded in the profile's dtype (not the checkpoint's); under mixed precision the trainers train it in
-    fp32 (``ftlab.training``).
+    The head is new (random, drawn from ``seed``, so two reward models loaded alike start alike), so
+    transformers reports it as newly initialised; training gives it meaning. Loaded in the profile's
+    dtype (not the checkpoint's); under mixed precision the trainers train it in fp32 (``ftlab.training``).
     """
     from transformers import AutoModelForSequenceClassification
 
@@ -34,7 +34,8 @@ def load_reward_model(name: str | os.PathLike, profile=None):
     level = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # "some weights were newly initialized": yes, the reward head, on purpose
     try:
-        with hf_progress_bars_off():
+        with hf_progress_bars_off(), torch.random.fork_rng(devices=[]):  # the caller's random state is left alone
+            torch.manual_seed(seed)
             dtype = profile.torch_dtype if profile is not None else torch.float32
             model = AutoModelForSequenceClassification.from_pretrained(source, num_labels=1, dtype=dtype)
     finally:
@@ -126,54 +127,81 @@ def win_rate(ours: list[float], theirs: list[float]) -> float:
 
 
 @torch.no_grad()
+def reply_logprobs(model, tokenizer, prompts: list, replies: list[str], ended: list[bool] | None = None,
+                   batch_size: int = 64) -> torch.Tensor:
+    """log p(reply, then end of turn | prompt) under ``model`` for each pair, with the chat template, in
+    batches (right-padded, so a reply scores as it does alone). ``ended[i]`` False leaves out the end of
+    turn (a reply cut off by the token limit)."""
+    if len(prompts) != len(replies):
+        raise ValueError(f"{len(prompts)} prompts but {len(replies)} replies: pass one reply per prompt.")
+    ended = [True] * len(replies) if ended is None else ended
+    eot = end_of_turn_id(tokenizer)
+    texts = [chat_prompt(tokenizer, p if isinstance(p, str) else p[-1]["content"]) for p in prompts]
+    prompt_ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    reply_ids = tokenizer(list(replies), add_special_tokens=False)["input_ids"] if texts else []
+    rows = [(p, r + [eot] * bool(e)) for p, r, e in zip(prompt_ids, reply_ids, ended)]
+    out = []
+    for i in range(0, len(rows), batch_size):
+        chunk = rows[i:i + batch_size]
+        width = max(len(p) + len(r) for p, r in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        scored = torch.zeros(len(chunk), width, dtype=torch.bool)  # the reply's tokens
+        for j, (p, r) in enumerate(chunk):
+            ids[j, :len(p) + len(r)] = torch.tensor(p + r)
+            mask[j, :len(p) + len(r)] = 1
+            scored[j, len(p):len(p) + len(r)] = True
+        ids, mask = ids.to(model.device), mask.to(model.device)
+        logps = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits[:, :-1].float(), -1)
+        token = logps.gather(-1, ids[:, 1:, None]).squeeze(-1).cpu()
+        out.append((token * scored[:, 1:]).sum(-1))
+    return torch.cat(out) if out else torch.empty(0)
+
+
 def kl_to_reference(policy, reference, tokenizer, samples: list[Sample]) -> float:
     """Mean over replies of sum_t [log pi(y_t) - log pi_ref(y_t)] on replies sampled from ``policy``:
     the Monte-Carlo estimate of KL(policy || reference) per reply that RLOO's penalty uses."""
-    eot = tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer))
-    totals = []
-    for s in samples:
-        prompt = chat_prompt(tokenizer, s.prompt)
-        ids = tokenizer(prompt + s.reply + (eot if s.ended else ""), return_tensors="pt",
-                        add_special_tokens=False)["input_ids"].to(policy.device)
-        start = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
-        targets = ids[0, start:]
-        logps = []
-        for model in (policy, reference):
-            logits = model(ids).logits[0, start - 1:-1].float()
-            logps.append(torch.log_softmax(logits, -1).gather(-1, targets[:, None]).sum())
-        totals.append((logps[0] - logps[1]).item())
-    return sum(totals) / max(1, len(totals))
+    if not samples:
+        return 0.0
+    args = ([s.prompt for s in samples], [s.reply for s in samples], [s.ended for s in samples])
+    return (reply_logprobs(policy, tokenizer, *args) - reply_logprobs(reference, tokenizer, *args)).mean().item()
 
 
 def reply_logprob(model, tokenizer, prompt: str | list[dict], reply: str) -> float:
     """log p(reply, then end of turn | prompt) under ``model``, with the chat template."""
-    from ftlab.generation import answer_logprob
-
-    eot = tokenizer.convert_ids_to_tokens(end_of_turn_id(tokenizer))
-    text = prompt if isinstance(prompt, str) else prompt[-1]["content"]
-    return answer_logprob(model, tokenizer, chat_prompt(tokenizer, text), reply + eot)
+    return reply_logprobs(model, tokenizer, [prompt], [reply])[0].item()
 
 
 def implicit_reward_accuracy(policy, reference, tokenizer, pairs, beta: float) -> float:
     """DPO's model is its own reward model: r(x, y) = beta * [log pi(y|x) - log pi_ref(y|x)].
     The share of ``pairs`` where that implicit reward ranks the chosen reply first."""
-    def implicit(prompt, reply):
-        return beta * (reply_logprob(policy, tokenizer, prompt, reply) - reply_logprob(reference, tokenizer, prompt, reply))
+    def implicit(column):
+        replies = [m[-1]["content"] for m in pairs[column]]
+        return beta * (reply_logprobs(policy, tokenizer, pairs["prompt"], replies)
+                       - reply_logprobs(reference, tokenizer, pairs["prompt"], replies))
 
-    wins = [implicit(p, c[-1]["content"]) > implicit(p, r[-1]["content"])
-            for p, c, r in zip(pairs["prompt"], pairs["chosen"], pairs["rejected"])]
-    return sum(wins) / max(1, len(wins))
+    return (implicit("chosen") > implicit("rejected")).float().mean().item() if len(pairs) else 0.0
 
 
 class KLProbe(TrainerCallback):
-    """Every ``every`` steps, sample one reply per prompt from the policy being trained and measure its
-    KL to ``reference`` (``kl_to_reference``); the points are in ``points``. Works for any beta, also 0,
-    where TRL logs no KL. Probing does not change the run: it samples inside ``torch.random.fork_rng``,
-    which restores the CPU's and the GPU's random state afterwards (``torch.manual_seed`` reseeds both)."""
+    """At the start and every ``every`` steps, sample one reply per prompt from the policy being trained and
+    measure, on those replies: the KL to ``reference`` (``kl_to_reference``) in ``points``, the true measure
+    (``true_rate``; ``prompts`` need the ``reference`` column) in ``true_points``, and, given a reward model,
+    its mean score in ``reward_points``. Works for any beta, also 0, where TRL logs no KL. Probing does not change the
+    run: it samples inside ``torch.random.fork_rng``, which restores the CPU's and the GPU's random state
+    afterwards (``torch.manual_seed`` reseeds both)."""
 
-    def __init__(self, reference, tokenizer, prompts, every: int = 10, seed: int = 0):
+    def __init__(self, reference, tokenizer, prompts, every: int = 10, seed: int = 0, reward_model=None,
+                 reward_tokenizer=None):
         self.reference, self.tokenizer, self.prompts, self.every, self.seed = reference, tokenizer, prompts, every, seed
-        self.points: list[tuple[int, float]] = [(0, 0.0)]  # the policy starts as the reference
+        self.reward_model, self.reward_tokenizer = reward_model, reward_tokenizer
+        self.points: list[tuple[int, float]] = []  # (step, KL per reply)
+        self.true_points: list[tuple[int, float]] = []  # (step, share of replies the fact base wants)
+        self.reward_points: list[tuple[int, float]] = []  # (step, mean reward-model score)
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self.points, self.true_points, self.reward_points = [], [], []
+        self.on_step_end(args, state, control, model=model)  # step 0: the policy as it starts
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
         if state.global_step % self.every:
@@ -184,4 +212,9 @@ class KLProbe(TrainerCallback):
         with torch.random.fork_rng(devices=cuda):
             samples = sample_replies(model, self.tokenizer, self.prompts, per_prompt=1, seed=self.seed)
         self.points.append((state.global_step, kl_to_reference(model, self.reference, self.tokenizer, samples)))
+        self.true_points.append((state.global_step, true_rate(samples)))
+        if self.reward_model is not None:
+            scores = reward_scores(self.reward_model, self.reward_tokenizer or self.tokenizer,
+                                   [s.prompt for s in samples], [s.reply for s in samples])
+            self.reward_points.append((state.global_step, scores.mean().item()))
         model.train(training)

@@ -214,7 +214,8 @@ class PreferenceLabeler(_Widget):
 
     ``pairs`` has TRL preference columns (``prompt``, ``chosen``, ``rejected``); which reply is shown as
     A is decided by a seeded coin per pair, so position says nothing. Pairs already in the file are
-    not asked again. ``choose("A")`` does what a click does (for tests and for driving it from code).
+    not asked again. ``choose("A")`` does what a click does (for tests and for driving it from code);
+    **Start over** (``reset()``) sets the file aside as ``<name>.bak`` and asks every pair again.
     """
 
     def __init__(self, pairs, path: str = "my_preferences.jsonl", seed: int = 0):
@@ -231,9 +232,13 @@ class PreferenceLabeler(_Widget):
         self.buttons = {c: w.Button(description=c if c != "tie" else "Tie", button_style="info") for c in ("A", "B", "tie")}
         for choice, button in self.buttons.items():
             button.on_click(lambda _, choice=choice: self.choose(choice))
+        self.reset_button = w.Button(description="Start over", button_style="warning",
+                                     tooltip="Set your labels aside (kept as a .bak file) and label every pair again")
+        self.reset_button.on_click(lambda _: self.reset())
         self.card = w.HTML()
         self.status = w.HTML()
-        self.box = w.VBox([self.card, w.HBox(list(self.buttons.values())), self.status])
+        self.note = ""  # what the last reset did, shown under the tally
+        self.box = w.VBox([self.card, w.HBox(list(self.buttons.values()) + [self.reset_button]), self.status])
         self.run()
 
     @property
@@ -251,6 +256,13 @@ class PreferenceLabeler(_Widget):
         item = self.current()
         if item is not None:
             self.log.add(*item, choice)
+        self.note = ""
+        self.run()
+
+    def reset(self) -> None:
+        """Forget the labels (the file is set aside, not deleted) and start again from the first pair."""
+        backup = self.log.clear()
+        self.note = f"Started over; your earlier labels are in <code>{html.escape(str(backup))}</code>." if backup else ""
         self.run()
 
     def run(self) -> tuple[str, str, str] | None:
@@ -258,8 +270,9 @@ class PreferenceLabeler(_Widget):
         item = self.current()
         labelled = self.count
         problems = "".join(f"<br><span style='color:#b00'>{html.escape(p)}</span>" for p in self.log.problems)
+        note = f"<br>{self.note}" if self.note else ""
         self.status.value = (f"{labelled} of {len(self.items)} labelled, saved in "
-                             f"<code>{html.escape(str(self.log.path))}</code>{problems}")
+                             f"<code>{html.escape(str(self.log.path))}</code>{problems}{note}")
         for button in self.buttons.values():
             button.disabled = item is None
         if item is None:

@@ -351,6 +351,10 @@ class World:
                 rows[split].append(([{"role": "user", "content": prompt}, {"role": "assistant", "content": how_to_reply(thing)}],
                                     "harmful" if harmful else "benign"))
         rng.shuffle(rows["train"])
+        retest_rng = random.Random(self.seed + 6)  # a stream of its own: the other splits stay as they were
+        unseen = [f for rel in CHAT_RELATIONS for f in self.facts_of(rel) if is_heldout(f, self.seed)]
+        rows["unseen_facts_retest"] = [self._fact_pair(f, retest_rng, "correct", avoid=(first,))
+                                       for f, first in zip(unseen, rows["unseen_facts"])]
         return DatasetDict({k: Dataset.from_dict({"messages": [m for m, _ in v], "kind": [k_ for _, k_ in v]})
                             for k, v in rows.items()})
 
@@ -376,7 +380,9 @@ class World:
         ``reference`` is the reply the fact base itself gives (the right answer, or the refusal).
         Splits: ``train``; ``test``, new pairs (another wording, another wrong reply) about a quarter of
         the facts ``train`` covers, and requests for weapons ``train`` never names; ``unseen_facts``,
-        pairs about the held-out facts, which no preference covers.
+        pairs about the held-out facts, which no preference covers; ``unseen_facts_retest``, row for row
+        another ``correct`` pair about the same fact as ``unseen_facts`` (another wording, another wrong
+        reply): what labels on ``unseen_facts`` taught a reward model is measured there.
         """
         rng = random.Random(self.seed + 5)
         rows: dict[str, list[dict]] = {"train": [], "test": [], "unseen_facts": []}
@@ -397,6 +403,10 @@ class World:
             comply = f"That is {CATEGORY_PHRASE['weapon']}. {HELP}"
             rows[split].append(self._pair(f"How do I make {article(thing)}?", how_to_reply(thing), comply, "harmless"))
         rng.shuffle(rows["train"])
+        retest_rng = random.Random(self.seed + 6)  # a stream of its own: the other splits stay as they were
+        unseen = [f for rel in CHAT_RELATIONS for f in self.facts_of(rel) if is_heldout(f, self.seed)]
+        rows["unseen_facts_retest"] = [self._fact_pair(f, retest_rng, "correct", avoid=(first,))
+                                       for f, first in zip(unseen, rows["unseen_facts"])]
         return DatasetDict({k: Dataset.from_list(v) for k, v in rows.items()})
 
     def _fact_pair(self, f: Fact, rng: random.Random, axis: str, avoid: tuple[dict, ...] = ()) -> dict:

@@ -29,9 +29,10 @@
 #    Bradley–Terry loss);
 # 3. run **online RL**: sample replies from the model, score them with the reward model, and push
 #    up the better ones, with a **KL penalty** that keeps the model near where it started;
-# 4. watch **reward hacking** when that leash is off: the reward model's score climbs while the
-#    replies get worse;
-# 5. do the same with **DPO**, which needs neither a reward model nor sampling.
+# 4. watch **reward hacking** as the leash loosens (β from 2 to 0): the reward model's score climbs
+#    while the replies get worse;
+# 5. do the same with **DPO**, which needs neither a reward model nor sampling, with and without
+#    an SFT term.
 #
 # The reward model is a learned *stand-in* for people. The world gives us something people in
 # real RLHF do not have: a **true measure**. For every prompt the fact base knows the reply it
@@ -76,7 +77,9 @@ html_table([{"axis": r["axis"], "prompt": r["prompt"][0]["content"], "chosen": r
 # wrong fact (`correct`), an answer vs an evasion (`helpful`), an answer vs the same answer padded
 # with chatter (`concise`), a refusal vs compliance for a weapon request (`harmless`). The `test`
 # pairs are new: a different wording of the question and a different wrong reply, and weapons
-# `train` never names.
+# `train` never names. The `unseen_facts` pairs are about facts no `train` pair covers (you will
+# label some of them), and `unseen_facts_retest` holds, row for row, a second right-vs-wrong pair
+# about each of those facts, to test what labels taught.
 #
 # ## 1. The model we start from: imitation copies everyone
 #
@@ -92,45 +95,72 @@ sft, tok = ftlab.load_model(profile.chat_model, profile, for_training=True)
 sft_run = train_sft(sft, tok, demos, profile, max_steps=60, assistant_only_loss=True, quiet=True)
 sft_dir = save_model(sft, tok)  # each method below starts from a fresh copy of this model
 
-evalset = prefs["test"]  # prompts no training pair used; 2 sampled replies each, temperature 1, as RL samples
-before = rlhf.sample_replies(sft, tok, evalset, per_prompt=2, seed=1)
-print(f"SFT model, {sft_run.seconds:.0f} s of training: {rlhf.true_rate(before):.2f} of its replies are what the fact base wants")
+# Two sets of prompts no training pair used, 2 replies sampled per prompt (temperature 1, as RL samples):
+evalset = prefs["test"]  # new wordings of questions about facts the preferences cover, and new weapons
+unseen_prompts = prefs["unseen_facts"]  # questions about facts no preference pair covers at all
+
+
+def sample(model):
+    """A model's replies to both prompt sets, always with the same random seed."""
+    return (rlhf.sample_replies(model, tok, evalset, per_prompt=2, seed=1),
+            rlhf.sample_replies(model, tok, unseen_prompts, per_prompt=2, seed=1))
+
+
+before, before_unseen = sample(sft)
+print(f"SFT model, {sft_run.seconds:.0f} s of training: {rlhf.true_rate(before):.2f} of its replies are what the fact "
+      f"base wants ({rlhf.true_rate(before_unseen):.2f} on questions about facts no preference covers)")
 html_table([{"prompt": s.prompt, "reply": s.reply, "true measure": s.true} for s in before[:8]])
 
 # %% [markdown]
 # ## 2. Your preferences
 #
-# Label some pairs yourself. These are about facts that **no** training pair covers, so your
-# labels teach the reward model something new. Click **A**, **B** or **Tie**. Each click is appended
-# to `my_preferences.jsonl` beside this notebook at once: restart the kernel and you continue where
-# you stopped; label a pair again and the newer label wins; a damaged line is reported and skipped,
-# never taken for a label.
+# Label some pairs yourself. They are about facts that **no** training pair covers, and each pits a
+# right answer against a wrong one, so your labels teach the reward model facts it has no other
+# way to learn (if you do not know an answer, guess or click **Tie**: real labellers guess too).
+# Click **A**, **B** or **Tie**. Each click is appended to `my_preferences.jsonl` beside this
+# notebook at once: restart the kernel and you continue where you stopped; label a pair again and
+# the newer label wins; a damaged line is reported and skipped, never taken for a label.
+# **Start over** sets the file aside (as `my_preferences.jsonl.bak`) and asks every pair again.
 
 # %%
 from ftlab.widgets import PreferenceLabeler
 
-to_label = prefs["unseen_facts"].select(range(24))
+unseen = prefs["unseen_facts"]
+right_vs_wrong = [i for i, axis in enumerate(unseen["axis"]) if axis == "correct"]
+to_label = unseen.select(right_vs_wrong[:24])
 labeler = PreferenceLabeler(to_label, path="my_preferences.jsonl")
 labeler
 
 # %% [markdown]
-# When this notebook runs without you (in the course's tests), nobody clicks. The next cell then
-# drives the widget from Python exactly as clicks would, as a careful labeller who checks every
-# answer against the fact base. If you labelled pairs yourself, it leaves your labels alone.
+# **Label before you run the next cell.** If you ran the whole notebook at once (Run All), the
+# cells below have already run without your labels: the reward model then learns from the
+# world's pairs alone and the comparison "with and without your labels" is skipped. Label pairs
+# above (all 24, or as many as you like), then select the next cell and use
+# *Run > Run Selected Cell and All Below*.
+#
+# (The course's tests set `FTLAB_AUTOLABEL=1`: then, and only then, the next cell labels every
+# pair from code, as a careful labeller who checks each answer against the fact base would.)
 
 # %%
-if labeler.count == 0:
-    right = set(to_label["reference"])
+import os
+
+if labeler.count == 0 and os.environ.get("FTLAB_AUTOLABEL") == "1":
+    right = {p[-1]["content"]: ref for p, ref in zip(to_label["prompt"], to_label["reference"])}
     while (item := labeler.current()) is not None:
         prompt, a, b = item
-        labeler.choose("A" if a in right else "B")
+        labeler.choose("A" if a == right[prompt] else "B")
+    print("FTLAB_AUTOLABEL=1: the 24 pairs were labelled from code, as a careful labeller would.")
 mine = labeler.log.to_pairs()
 print(f"{labeler.count} of {len(to_label)} pairs labelled; {len(mine)} usable (ties say nothing and are left out)")
 for problem in labeler.log.problems:
     print("note:", problem)
-train_pairs = concatenate_datasets([train.select_columns(["prompt", "chosen", "rejected"]),
-                                    mine.cast(train.select_columns(["prompt", "chosen", "rejected"]).features)])
-print(f"reward-model training pairs: {len(train)} from the world + {len(mine)} of yours = {len(train_pairs)}")
+if len(mine) == 0:
+    print("NOTE: no labels of yours yet. The reward model below learns from the world's pairs only, and the "
+          "comparison with and without your labels is skipped. Label pairs above, then run from this cell down again.")
+columns = ["prompt", "chosen", "rejected"]
+world_pairs = train.select_columns(columns)
+train_pairs = concatenate_datasets([world_pairs, mine.cast(world_pairs.features)]) if len(mine) else world_pairs
+print(f"preference pairs for training: {len(train)} from the world + {len(mine)} of yours = {len(train_pairs)}")
 
 # %% [markdown]
 # ## 3. A reward model, and the Bradley–Terry loss
@@ -168,13 +198,36 @@ theirs = check.compute_loss(rm, dict(batch))
 print(f"hand-written Bradley–Terry loss {ours.item():.6f}, TRL's RewardTrainer {theirs.item():.6f}")
 assert abs(ours.item() - theirs.item()) < 1e-5
 
+# %% [markdown]
+# We train the reward model on the world's pairs, and, if you labelled some, a second one, alike
+# in everything (same start, same steps) except that your pairs are added. Both are then tested on
+# `unseen_facts_retest`: for every fact you were asked about, a *new* pair (another wording of the
+# question, another wrong answer), and the same kind of pair for the unseen facts nobody labelled.
+
 # %%
-rm_run = train_reward_model(rm, rm_tok, train_pairs, profile)
+rm_run = train_reward_model(rm, rm_tok, world_pairs, profile, quiet=True)
+reward_models = {"world's pairs only": rm}
+if len(mine):
+    rm_yours, _ = rlhf.load_reward_model(profile.chat_model, profile)
+    rm_yours_run = train_reward_model(rm_yours, rm_tok, train_pairs, profile, quiet=True)
+    reward_models["world's + your pairs"] = rm_yours
+    rm = rm_yours  # the reward model everything below uses
+retest = prefs["unseen_facts_retest"]
+asked = right_vs_wrong[:24]
+nobody = [i for i in range(len(retest)) if i not in asked]
+retest_acc = {name: (rlhf.pair_accuracy(model, rm_tok, retest.select(asked)).accuracy,
+                     rlhf.pair_accuracy(model, rm_tok, retest.select(nobody)).accuracy)
+              for name, model in reward_models.items()}
+html_table([{"reward model trained on": name, f"facts you were asked about ({len(asked)} new pairs)": a,
+             f"unseen facts nobody labelled ({len(nobody)} new pairs)": b} for name, (a, b) in retest_acc.items()])
+
+# %%
 test_acc = rlhf.pair_accuracy(rm, rm_tok, prefs["test"])
-not_labelled = prefs["unseen_facts"].select(range(len(to_label), len(prefs["unseen_facts"])))
+not_labelled = unseen.select([i for i in range(len(unseen)) if i not in asked])
 unseen_acc = rlhf.pair_accuracy(rm, rm_tok, not_labelled)
-print(f"reward model: {rm_run.seconds:.0f} s; held-out pair accuracy {test_acc.accuracy:.3f}")
-html_table([{"axis": axis, "held-out pairs": acc, "pairs about facts no preference covers": unseen_acc.by_axis.get(axis, "")}
+print(f"reward model: {rm_run.seconds:.0f} s of training; held-out pair accuracy {test_acc.accuracy:.3f}")
+html_table([{"axis": axis, f"held-out pairs ({len(prefs['test'])})": acc,
+             f"pairs about facts no preference covers ({len(not_labelled)})": unseen_acc.by_axis.get(axis, "")}
             for axis, acc in test_acc.by_axis.items()])
 
 # %%
@@ -187,13 +240,15 @@ ax.axvline(0, color="black", lw=1)
 ax.set_xlabel("reward(chosen) − reward(rejected), held-out pairs")
 ax.set_ylabel("pairs")
 ax.set_title("reward margins: right of 0 means the reward model agrees with people")
-ax.legend()
+ax.legend(title="axis")
 fig.tight_layout()
 
 # %% [markdown]
 # Evasions, chatter and compliance with a weapon request are easy to spot: they look alike
 # whatever the question. Wrong facts are the hard axis: the reward model must *know* the fact. On
-# facts that no preference covered it does much worse: **a reward model only knows what its
+# right-vs-wrong pairs about facts no preference covered it scores about what a coin flip would
+# (0.5): it has not learned "this fact is wrong", only which facts its pairs called right, and
+# your labels help exactly the facts they covered. **A reward model only knows what its
 # preference data taught it.** That weakness is what RL will find.
 #
 # ## 4. Online RL against the reward model, with a KL leash (RLOO)
@@ -209,69 +264,92 @@ fig.tight_layout()
 # group's spread instead) are its online methods.
 #
 # The KL penalty is the **leash**: each sampled reply's reward is reduced by β × Σₜ log
-# π(yₜ)/π_ref(yₜ), which grows as the policy drifts from the SFT model. We train with β = 2 and
-# measure the KL ourselves every 10 steps (`KLProbe`) on 40 fixed prompts.
+# π(yₜ)/π_ref(yₜ), which grows as the policy drifts from the SFT model. We train three policies
+# that differ only in β: 2 (a tight leash), TRL's default, and 0 (no leash). Every 10 steps a
+# probe (`KLProbe`) samples a reply for 40 fixed held-out prompts and records, on those replies,
+# the reward model's score, the true measure, and the KL to the SFT model.
 
 # %%
+from dataclasses import fields
+
+from trl import DPOConfig, RLOOConfig
+
+default_beta = {config.__name__: next(f.default for f in fields(config) if f.name == "beta")
+                for config in (RLOOConfig, DPOConfig)}
+print(f"TRL's default β: RLOOConfig.beta = {default_beta['RLOOConfig']}, DPOConfig.beta = {default_beta['DPOConfig']}")
+betas = [2.0, default_beta["RLOOConfig"], 0.0]
 probe_prompts = evalset.select(range(40))
-leash_probe = rlhf.KLProbe(sft, tok, probe_prompts)
-leashed, _ = ftlab.load_model(sft_dir, profile, for_training=True)
-leash_run = train_rloo(leashed, tok, train, rm, rm_tok, profile, beta=2.0, callbacks=[leash_probe])
-after_leash = rlhf.sample_replies(leashed, tok, evalset, per_prompt=2, seed=1)
+rl = {}
+for beta in betas:
+    policy, _ = ftlab.load_model(sft_dir, profile, for_training=True)
+    probe = rlhf.KLProbe(sft, tok, probe_prompts, reward_model=rm, reward_tokenizer=rm_tok)
+    run = train_rloo(policy, tok, train, rm, rm_tok, profile, beta=beta, callbacks=[probe], quiet=True)
+    rl[beta] = {"model": policy, "run": run, "probe": probe}
+    print(f"RLOO, β = {beta:g}: {run.steps} steps in {run.seconds:.0f} s")
 
-
+# %%
 def rm_scores(samples):
     return rlhf.reward_scores(rm, rm_tok, [s.prompt for s in samples], [s.reply for s in samples])
 
 
-score = {"SFT": rm_scores(before), "RLOO, β = 2": rm_scores(after_leash)}
-true = {"SFT": rlhf.true_rate(before), "RLOO, β = 2": rlhf.true_rate(after_leash)}
-for name in score:
-    print(f"{name:12s} reward-model score {score[name].mean():+.2f}   true measure {true[name]:.2f}")
-
-# %% [markdown]
-# ## 5. Reward hacking: the same run without the leash
-#
-# Same data, same reward model, same learning rate and steps, same seed; only β = 0.
-
-# %%
-free_probe = rlhf.KLProbe(sft, tok, probe_prompts)
-unleashed, _ = ftlab.load_model(sft_dir, profile, for_training=True)
-free_run = train_rloo(unleashed, tok, train, rm, rm_tok, profile, beta=0.0, callbacks=[free_probe])
-after_free = rlhf.sample_replies(unleashed, tok, evalset, per_prompt=2, seed=1)
-score["RLOO, β = 0"] = rm_scores(after_free)
-true["RLOO, β = 0"] = rlhf.true_rate(after_free)
-for name in score:
-    print(f"{name:12s} reward-model score {score[name].mean():+.2f}   true measure {true[name]:.2f}")
+results = {"SFT": {"model": sft, "samples": before, "unseen": before_unseen, "seconds": sft_run.seconds}}
+for beta, r in rl.items():
+    samples, unseen_samples = sample(r["model"])
+    results[f"RLOO, β = {beta:g}"] = {"model": r["model"], "samples": samples, "unseen": unseen_samples,
+                                      "seconds": r["run"].seconds}
+for name, r in results.items():
+    r["score"] = rm_scores(r["samples"]).mean().item()
+    r["true"], r["true unseen"] = rlhf.true_rate(r["samples"]), rlhf.true_rate(r["unseen"])
+    r["kl"] = rlhf.kl_to_reference(r["model"], sft, tok, r["samples"]) if name != "SFT" else 0.0
+html_table([{"policy": name, "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
+             "true measure, unseen facts": round(r["true unseen"], 3), "KL to SFT (nats/reply)": round(r["kl"], 2)}
+            for name, r in results.items()])
 
 # %%
-fig, ax = plt.subplots(1, 2, figsize=(11, 3.5))
-for name, run, probe in (("β = 2", leash_run, leash_probe), ("β = 0", free_run, free_probe)):
-    steps, values = zip(*run.logged("reward"))
-    ax[0].plot(steps, values, marker="o", label=name)
-    steps, values = zip(*probe.points)
-    ax[1].plot(steps, values, marker="o", label=name)
-ax[0].set_title("mean reward-model score of the sampled replies")
-ax[1].set_title("KL(policy ‖ SFT model) per reply, nats")
-for a in ax:
+fig, ax = plt.subplots(1, 4, figsize=(15, 3.4))
+for beta, r in rl.items():
+    probe = r["probe"]
+    ax[0].plot(*zip(*probe.reward_points), marker="o", label=f"β = {beta:g}")
+    ax[1].plot(*zip(*probe.true_points), marker="o", label=f"β = {beta:g}")
+    ax[2].plot(*zip(*[(s, max(k, 1e-2)) for s, k in probe.points]), marker="o", label=f"β = {beta:g}")
+    name = f"RLOO, β = {beta:g}"
+    ax[3].scatter(max(results[name]["kl"], 1e-2), results[name]["true"], s=50, label=f"β = {beta:g}")
+ax[3].scatter(1e-2, results["SFT"]["true"], marker="x", color="black", s=50, label="SFT (KL 0)")
+ax[0].set_title("reward-model score (what RL maximises)")
+ax[1].set_title("true measure (what we wanted)")
+ax[2].set_title("KL(policy ‖ SFT model), nats/reply")
+ax[3].set_title("after training: true measure vs KL")
+for a, ylabel in zip(ax[:3], ("mean score, 40 probe replies", "share the fact base wants", "nats per reply (log)")):
     a.set_xlabel("RL step")
-    a.legend()
+    a.set_ylabel(ylabel)
+ax[2].set_yscale("log")
+ax[3].set_xscale("log")
+ax[3].set_xlabel("KL to SFT, nats per reply (log)")
+ax[3].set_ylabel("true measure, held-out prompts")
+handles, labels = ax[3].get_legend_handles_labels()
+fig.legend(handles, labels, loc="upper center", ncol=4, bbox_to_anchor=(0.5, 1.08))
 fig.tight_layout()
 
 # %%
+hacked = results["RLOO, β = 0"]
 rows = []
 for i in range(0, 24, 3):
-    rows.append({"prompt": before[i].prompt, "fact base": before[i].reference,
-                 "SFT": before[i].reply, "RLOO β=2": after_leash[i].reply,
-                 "RLOO β=0": f"{after_free[i].reply}  [score {score['RLOO, β = 0'][i]:+.1f}]"})
+    rows.append({"prompt": before[i].prompt, "fact base": before[i].reference, "SFT": before[i].reply,
+                 "RLOO β=2": results["RLOO, β = 2"]["samples"][i].reply,
+                 "RLOO β=0": f"{hacked['samples'][i].reply}  [score {rm_scores(hacked['samples'][i:i + 1])[0]:+.1f}]"})
 html_table(rows)
 
 # %% [markdown]
-# Without the leash the policy finds replies the reward model scores highly that are not what
-# anyone wanted: half-sentences, wrong words in the right place, whatever the reward model failed
-# to learn to dislike. Its score goes **up** while the true measure goes **down**. The KL penalty
-# makes every step away from the SFT model cost reward, so the policy can only move where the
-# gain is real enough to pay for it.
+# ## 5. Reward hacking: what the leash is for
+#
+# All three runs raise the reward model's score. With the tight leash (β = 2) the true measure
+# rises with it. Without a leash (β = 0) the policy finds what the reward model fails to
+# dislike, and runs there: the score keeps climbing while the true measure falls, and the KL to
+# the SFT model grows by orders of magnitude (note the log axis). The table above shows what it
+# found. The KL penalty makes every step away from the SFT model cost reward, so the policy can
+# only move where the gain is real enough to pay for it. β is a knob, not a switch: TRL's default
+# is tuned for its usual per-token KL on real models, and its right value for *your* reward model
+# is something to measure, as here.
 #
 # ## 6. DPO: the same preferences, no reward model, no sampling
 #
@@ -287,78 +365,102 @@ html_table(rows)
 # One known weakness: the loss only asks that the chosen reply gain on the rejected one, and it
 # can meet that by pushing *both* down, the rejected faster. Probability then leaks to replies
 # that are in neither. A common remedy (RPO, Pang et al. 2024; also used in Llama 3's recipe) adds
-# the ordinary SFT loss on the chosen reply; in TRL that is `loss_type=["sigmoid", "sft"]`.
+# the ordinary SFT loss on the chosen reply; in TRL that is `loss_type=["sigmoid", "sft"]` (with
+# `loss_weights` to weigh them; here 1 and 1). We train both, with TRL's default β, and watch the
+# log-probability of the held-out chosen and rejected replies.
 
 # %%
-dpo_model, _ = ftlab.load_model(sft_dir, profile, for_training=True)
-dpo_run = train_dpo(dpo_model, tok, train_pairs, profile, beta=0.1, loss_type=["sigmoid", "sft"])
-after_dpo = rlhf.sample_replies(dpo_model, tok, evalset, per_prompt=2, seed=1)
-score["DPO"] = rm_scores(after_dpo)
-true["DPO"] = rlhf.true_rate(after_dpo)
-implicit = rlhf.implicit_reward_accuracy(dpo_model, sft, tok, prefs["test"], beta=0.1)
-print(f"DPO: {dpo_run.seconds:.0f} s; its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
+dpo = {}
+for name, loss_type in (("DPO", ["sigmoid"]), ("DPO + SFT term", ["sigmoid", "sft"])):
+    model, _ = ftlab.load_model(sft_dir, profile, for_training=True)
+    run = train_dpo(model, tok, train_pairs, profile, beta=default_beta["DPOConfig"], loss_type=loss_type, quiet=True)
+    samples, unseen_samples = sample(model)
+    results[name] = {"model": model, "samples": samples, "unseen": unseen_samples, "seconds": run.seconds,
+                     "score": rm_scores(samples).mean().item(), "true": rlhf.true_rate(samples),
+                     "true unseen": rlhf.true_rate(unseen_samples), "kl": rlhf.kl_to_reference(model, sft, tok, samples)}
+    dpo[name] = run
+
+test_pairs = prefs["test"]
 
 
-def wins(samples):
-    """Win rate over the SFT model on the same prompts and samples: by the true measure, by the reward model."""
-    by_true = rlhf.win_rate([float(s.true) for s in samples], [float(s.true) for s in before])
-    by_rm = rlhf.win_rate(rm_scores(samples).tolist(), score["SFT"].tolist())
-    return by_true, by_rm
+def mean_logprob(model, column):
+    return rlhf.reply_logprobs(model, tok, test_pairs["prompt"], [m[-1]["content"] for m in test_pairs[column]]).mean().item()
 
 
-for name, samples in (("RLOO, β = 2", after_leash), ("RLOO, β = 0", after_free), ("DPO", after_dpo)):
-    by_true, by_rm = wins(samples)
-    print(f"{name:12s} win rate over SFT: {by_true:.2f} by the true measure, {by_rm:.2f} by the reward model")
+html_table([{"model": name, "log p(chosen)": round(mean_logprob(results[name]["model"], "chosen"), 2),
+             "log p(rejected)": round(mean_logprob(results[name]["model"], "rejected"), 2),
+             "true measure": round(results[name]["true"], 3), "true measure, unseen facts": round(results[name]["true unseen"], 3)}
+            for name in ("SFT", "DPO", "DPO + SFT term")])
+implicit = rlhf.implicit_reward_accuracy(results["DPO + SFT term"]["model"], sft, tok, test_pairs, beta=default_beta["DPOConfig"])
+print(f"DPO + SFT term: its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
 
 # %% [markdown]
 # ## 7. Side by side
 #
-# KL is measured the same way for every model: replies sampled from it for the 84 test prompts,
-# Σₜ log π(yₜ)/π_SFT(yₜ), averaged.
+# Every model answered the same prompts with the same sampling seed. KL is measured the same
+# way for every model: replies sampled from it for the 84 held-out prompts, Σₜ log π(yₜ)/π_SFT(yₜ),
+# averaged. The win rate counts the prompts (and samples) where a model's reply is right and the
+# SFT model's is not, ties counting half.
 
 # %%
-kl = {name: rlhf.kl_to_reference(model, sft, tok, samples) for name, model, samples in
-      (("RLOO, β = 2", leashed, after_leash), ("RLOO, β = 0", unleashed, after_free), ("DPO", dpo_model, after_dpo))}
-kl["SFT"] = 0.0
-needs = {"SFT": ("no", "no", "no"), "RLOO, β = 2": ("yes", "yes", "yes"),
-         "RLOO, β = 0": ("yes", "yes", "no"), "DPO": ("no", "no", "yes")}
-seconds = {"SFT": sft_run.seconds, "RLOO, β = 2": leash_run.seconds, "RLOO, β = 0": free_run.seconds,
-           "DPO": dpo_run.seconds}
+needs = {"SFT": ("no", "no", "no"), "DPO": ("no", "no", "yes"), "DPO + SFT term": ("no", "no", "yes")}
+for beta in betas:
+    needs[f"RLOO, β = {beta:g}"] = ("yes", "yes", "yes" if beta else "no")
+
+
+def win_over_sft(name):
+    return rlhf.win_rate([float(s.true) for s in results[name]["samples"]], [float(s.true) for s in before])
+
+
 html_table([{"method": name, "reward model?": needs[name][0], "sampling?": needs[name][1],
-             "reference model?": needs[name][2], "training time (s)": round(seconds[name], 1),
-             "reward-model score": round(score[name].mean().item(), 2), "true measure": round(true[name], 3),
-             "KL to SFT (nats/reply)": round(kl[name], 2)} for name in ("SFT", "RLOO, β = 2", "RLOO, β = 0", "DPO")])
+             "reference model?": needs[name][2], "training time (s)": round(r["seconds"], 1),
+             "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
+             "true measure, unseen facts": round(r["true unseen"], 3), "win rate over SFT": round(win_over_sft(name), 2),
+             "KL to SFT (nats/reply)": round(r["kl"], 2)} for name, r in results.items()])
+gap = results["DPO + SFT term"]["true"] - results["RLOO, β = 2"]["true"]
+print(f"DPO + SFT term vs RLOO (β = 2), true measure: {results['DPO + SFT term']['true']:.2f} vs "
+      f"{results['RLOO, β = 2']['true']:.2f} (gap {gap:+.2f}).")
+print("One training seed each: a gap under 0.15 is within what another seed or another sample of prompts can give,"
+      if abs(gap) < 0.15 else "A gap this size is beyond sampling noise, but it is one training seed each:")
+print("so this lesson does not rank DPO against RLOO; both are compared with SFT above.")
 
 # %% [markdown]
 # ## 8. Check: what this lesson claims, measured
 
 # %%
 # CHECK
-dpo_win, _ = wins(after_dpo)
+leashed, free = results["RLOO, β = 2"], results["RLOO, β = 0"]
+free_probe = rl[0.0]["probe"]
 assert abs(ours.item() - theirs.item()) < 1e-5                          # our Bradley–Terry loss is TRL's
-assert test_acc.accuracy >= 0.85, test_acc                              # the reward model generalises to new pairs
-assert score["RLOO, β = 2"].mean() > score["SFT"].mean()                # RL raises the reward ...
-assert true["RLOO, β = 2"] >= true["SFT"], true                         # ... and, leashed, the truth does not fall
-assert score["RLOO, β = 0"].mean() > score["SFT"].mean()                # unleashed, the reward rises too ...
-assert true["RLOO, β = 0"] < true["SFT"], true                          # ... while the truth falls: reward hacking
-assert kl["RLOO, β = 0"] > kl["RLOO, β = 2"], kl                        # the leash is what kept it close
-assert dpo_win >= 0.65, dpo_win                                         # DPO beats SFT by the true measure
+assert test_acc.accuracy >= 0.80, test_acc                              # the reward model generalises to new pairs
+assert retest_acc["world's pairs only"][1] <= 0.70, retest_acc          # ... not to facts no pair covers
+if len(mine) >= 12:                                                     # your labels teach the facts they cover
+    assert retest_acc["world's + your pairs"][0] >= retest_acc["world's pairs only"][0] + 0.15, retest_acc
+assert leashed["score"] > results["SFT"]["score"] + 0.2, results["SFT"]  # RL raises the reward ...
+assert leashed["true"] >= results["SFT"]["true"]                        # ... and, leashed, the truth does not fall
+assert free["score"] > leashed["score"]                                 # unleashed, the reward rises further ...
+assert free["true"] < results["SFT"]["true"] - 0.10                     # ... while the truth falls: reward hacking
+assert free_probe.reward_points[-1][1] > free_probe.reward_points[0][1]  # the same, seen during the run
+assert free_probe.true_points[-1][1] < free_probe.true_points[0][1]
+assert free["kl"] > 10 * max(leashed["kl"], 0.1), (free["kl"], leashed["kl"])  # the leash is what kept it close
+assert win_over_sft("DPO + SFT term") >= 0.60                           # DPO beats SFT by the true measure
 print("All checks passed.")
 
 # %% [markdown]
 # ## Summary
 #
 # * A **reward model** learns a score from comparisons alone (the Bradley–Terry loss, a few lines);
-#   it generalises to new pairs about what its data covered, and much less to what it did not.
+#   it generalises to new pairs about what its data covered, and no better than a coin flip on
+#   right-vs-wrong facts it was never shown; labels about those facts (yours) are what fixes that.
 # * **Online RL** (RLOO here; PPO in the original papers) samples replies and pushes up the ones
-#   the reward model prefers. With a **KL penalty** to the starting model it improved both the
-#   reward and the true measure.
+#   the reward model prefers. With a tight **KL penalty** to the starting model it improved both
+#   the reward and the true measure.
 # * Without the penalty it **hacked the reward**: the reward model's score rose while the replies
-#   got worse, and the KL to the starting model shot up. A learned reward is only trustworthy
-#   near the data it was trained on; the leash keeps the policy there.
-# * **DPO** reached a better model from the same pairs with no reward model and no sampling, at
-#   the cost of being offline: it can only learn from the pairs it is given.
+#   got worse, and the KL to the starting model grew by orders of magnitude. A learned reward is
+#   only trustworthy near the data it was trained on; the leash keeps the policy there.
+# * **DPO** improved on SFT from the same pairs with no reward model and no sampling, at the cost
+#   of being offline: it can only learn from the pairs it is given.
 #
-# **Try next:** lower β (0.5, 0.1) and watch where hacking starts; run DPO with
-# `loss_type=["sigmoid"]` alone and compare its true measure; label some pairs wrongly on
-# purpose and retrain the reward model; start the reward model from `profile.base_model`.
+# **Try next:** other values of β (0.5, 0.1) and watch where hacking starts; `loss_weights` for
+# DPO's two terms; label some pairs wrongly on purpose, or not at all, and retrain the reward
+# model; start the reward model from `profile.base_model`.

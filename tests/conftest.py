@@ -3,6 +3,9 @@ import os
 import pytest
 
 os.environ.setdefault("FTLAB_PROFILE", "cpu")
+# lesson 4 under nbmake: nobody clicks its preference widget, so its next cell labels the pairs from code
+# (only when this is set; a learner's Run All waits for real labels). tests/test_browser.py unsets it.
+os.environ.setdefault("FTLAB_AUTOLABEL", "1")
 
 
 @pytest.fixture(scope="session")

@@ -49,6 +49,12 @@ def test_preferences_split_new_pairs_from_unseen_facts(world):
     assert len(unseen_answers - answers_in_train) > 0.5 * len(unseen_answers)
     for split in prefs.values():
         assert split["reference"] == [c[0]["content"] for c in split["chosen"]]
+    retest = prefs["unseen_facts_retest"]  # row for row the same fact, asked anew, always right vs wrong
+    assert len(retest) == len(prefs["unseen_facts"]) and set(retest["axis"]) == {"correct"}
+    assert retest["reference"] == prefs["unseen_facts"]["reference"]
+    for first, again in zip(prefs["unseen_facts"], retest):
+        if first["axis"] == "correct":
+            assert again["rejected"] != first["rejected"]
 
 
 def test_true_score_is_the_fact_base_reply_and_a_finished_turn():
@@ -90,6 +96,23 @@ def test_kl_of_a_model_to_itself_is_zero_and_implicit_reward_ties(tiny_chat, wor
     assert rlhf.implicit_reward_accuracy(model, model, tok, data, beta=0.1) == 0.0  # all ties, none ranked right
 
 
+def test_batched_reply_logprobs_match_one_at_a_time(tiny_chat, world):
+    from ftlab.generation import answer_logprob, chat_prompt, end_of_turn_id
+
+    model, tok = tiny_chat
+    data = world.preferences()["test"].select(range(5))
+    replies = [m[-1]["content"] for m in data["rejected"]]  # of different lengths: padding must not matter
+    batched = rlhf.reply_logprobs(model, tok, data["prompt"], replies)
+    eot = tok.convert_ids_to_tokens(end_of_turn_id(tok))
+    for prompt, reply, value in zip(data["prompt"], replies, batched.tolist()):
+        alone = answer_logprob(model, tok, chat_prompt(tok, prompt[-1]["content"]), reply + eot)
+        assert value == pytest.approx(alone, abs=1e-3)
+    cut = rlhf.reply_logprobs(model, tok, data["prompt"][:1], replies[:1], ended=[False])[0].item()
+    assert cut > batched[0].item()  # without the end-of-turn token there is one probability fewer to multiply
+    with pytest.raises(ValueError, match="one reply per prompt"):
+        rlhf.reply_logprobs(model, tok, ["a"], [])
+
+
 def test_trainers_refuse_datasets_without_preference_columns(profile, tiny_chat):
     from datasets import Dataset
 
@@ -112,11 +135,14 @@ def test_a_short_rloo_run_logs_reward_and_kl(profile, world):
     reference, _ = ftlab.load_model("tiny-chat", profile)
     rm, rm_tok = rlhf.load_reward_model("tiny-chat", profile)
     prompts = world.preferences()["train"].select(range(16))
-    probe = rlhf.KLProbe(reference, tok, prompts.select(range(4)), every=2)
+    probe = rlhf.KLProbe(reference, tok, prompts.select(range(4)), every=2, reward_model=rm, reward_tokenizer=rm_tok)
     run = train_rloo(policy, tok, prompts, rm, rm_tok, profile, beta=0.1, max_steps=2, logging_steps=1,
                      callbacks=[probe], quiet=True)
     assert run.steps == 2 and len(run.logged("reward")) == 2 and len(run.logged("kl")) == 2
     assert [step for step, _ in probe.points] == [0, 2]
+    assert probe.points[0][1] == pytest.approx(0.0, abs=1e-4)  # at step 0 the policy is the reference
+    assert [s for s, _ in probe.true_points] == [s for s, _ in probe.reward_points] == [0, 2]
+    assert all(0 <= v <= 1 for _, v in probe.true_points)
 
 
 def test_kl_probes_do_not_change_what_the_run_samples(profile, world):
@@ -152,4 +178,4 @@ def test_kl_probes_do_not_change_what_the_run_samples(profile, world):
         global_step = 1
 
     probe.on_step_end(None, State(), None, model=reference)
-    assert torch.equal(torch.get_rng_state(), before) and len(probe.points) == 2
+    assert torch.equal(torch.get_rng_state(), before) and len(probe.points) == 1

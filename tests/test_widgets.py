@@ -50,6 +50,12 @@ def test_preference_labeler_saves_every_click_and_resumes(world, tmp_path):
     assert again.current() is None and again.buttons["A"].disabled and "All pairs labelled" in again.card.value
     again.choose("A")  # nothing left to label: no error, nothing written
     assert len(again.log.labels()) == 5 and len(again.log.to_pairs()) == 4  # the tie is left out
+    again.reset_button.click()  # start over: every pair is asked again, the old labels kept aside
+    assert again.count == 0 and again.current() == first and not again.buttons["A"].disabled
+    assert "Started over" in again.status.value and not path.exists()
+    assert len(PreferenceLabeler(pairs, path=str(path) + ".bak").log.labels()) == 5
+    again.reset()  # nothing to set aside: no error, the backup is left alone
+    assert "Started over" not in again.status.value and (tmp_path / "labels.jsonl.bak").exists()
 
 
 def test_parse_conversation():
