@@ -3,6 +3,8 @@
 A demonstration is one ``input -> output`` line, the list format the tiny base model read in
 pre-training. ``build_prompt`` refuses (or, if asked, visibly truncates) a prompt that does not fit
 the model's context window: an over-long prompt must never become a silent wrong answer.
+``new_facts`` is a mapping no pre-training text contains (lesson 5's "new facts"); ``coverage`` is the
+share of queries whose own fact is in the prompt, the most that even a perfect copier could answer.
 """
 
 from __future__ import annotations
@@ -18,6 +20,50 @@ from ftlab.generation import answer_logprob, generate
 
 class ContextWindowError(ValueError):
     pass
+
+
+#: the labels of ``new_facts``: short animal names the tiny base knows as words
+MASCOTS = ("owl", "fox", "bear", "wolf", "lion", "deer", "swan", "goose", "eagle", "seal",
+           "frog", "duck", "horse", "sheep", "goat", "pig", "cow", "cat", "dog", "mouse")
+
+
+def new_facts(seed: int = 0) -> list[tuple[str, str]]:
+    """``(country, mascot)`` pairs: a made-up fact per country (its "mascot animal"), drawn at random.
+
+    No pre-training text pairs a country with an animal, so neither the base model nor a tuned one can
+    know these from pre-training: they must come from the prompt (in-context) or from training.
+    """
+    from ftlab.facts import COUNTRIES
+
+    rng = random.Random(f"mascots-{seed}")
+    facts = [(country, rng.choice(MASCOTS)) for country, *_ in COUNTRIES]
+    rng.shuffle(facts)
+    return facts
+
+
+def coverage(demos: list[tuple[str, str]], queries: list[tuple[str, str]]) -> float:
+    """Share of ``queries`` whose own pair is among ``demos``: the ceiling of a perfect copier."""
+    shown = set(demos)
+    return sum(q in shown for q in queries) / max(1, len(queries))
+
+
+def max_demos(tokenizer, demos: list[tuple[str, str]], query: str, window: int, reserve: int = 8) -> int:
+    """How many of ``demos`` (taken from the front) fit in one prompt with ``query``."""
+    lo, hi = 0, len(demos)
+    while lo < hi:  # the prompt grows with every demonstration, so bisect on the count
+        mid = (lo + hi + 1) // 2
+        try:
+            build_prompt(tokenizer, demos[:mid], query, window, reserve)
+            lo = mid
+        except ContextWindowError:
+            hi = mid - 1
+    return lo
+
+
+def plateau(curve: dict[int, float], tolerance: float) -> int:
+    """The smallest k whose accuracy is within ``tolerance`` of the best k: where more demonstrations stop paying."""
+    best = max(curve.values())
+    return min(k for k, acc in curve.items() if acc >= best - tolerance)
 
 
 @dataclass

@@ -14,21 +14,24 @@
 # ---
 
 # %% [markdown]
-# # Lesson 5 — In-context learning vs fine-tuning, on the same task
+# # Lesson 5 — In-context learning vs fine-tuning
 #
 # [![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)](https://colab.research.google.com/github/ftlab-course/ftlab/blob/main/notebooks/05_icl_vs_finetuning.ipynb)
 #
-# **Goal.** Teach a model one small task twice — once by putting examples in the prompt
-# (*in-context learning*, ICL), once by training on them (*fine-tuning*, here with LoRA) — and
-# measure what each costs and what each keeps.
+# **Goal.** Teach a model twice — once by putting examples in the prompt (*in-context learning*,
+# ICL), once by training on them (*fine-tuning*) — and measure what each can do, what each costs,
+# and what each keeps.
 #
 # **The idea.** In-context learning changes nothing in the weights: the examples ride along in
 # every prompt, cost tokens on every query, and must fit in the context window. Fine-tuning pays
 # once, up front, and then answers from a bare prompt — in every future session.
 #
-# **The task:** given a country, name its main language. Written the way the pre-training corpus
-# writes lists: `France -> French`. The base model saw many such lists — capitals, continents,
-# languages, animal sounds — so from `Brazil ->` alone it cannot tell *which* list it is in.
+# Two tasks, because in-context learning does two different things:
+#
+# * **A task the base already knows** — given a country, name its language (`France -> French`).
+#   The base read such lists in pre-training; the demonstrations only have to tell it *which* list.
+# * **New facts** — each country's made-up "mascot" animal (`France -> heron`). No pre-training text
+#   has them. To answer, a model has to *read the answer out of the prompt*, or have been *trained* on it.
 
 # %%
 # Set-up for Colab: installs ftlab and TRL next to Colab's own torch, transformers and
@@ -42,6 +45,7 @@ if "google.colab" in sys.modules:
                     "ftlab @ git+https://github.com/ftlab-course/ftlab@main"], check=True)
 
 # %%
+import tempfile
 import time
 
 import numpy as np
@@ -52,7 +56,8 @@ from peft import LoraConfig
 
 import ftlab
 from ftlab.display import html_table
-from ftlab.icl import ContextWindowError, accuracy, build_prompt, context_window, predict, sample_demos
+from ftlab.icl import (ContextWindowError, accuracy, build_prompt, context_window, coverage, max_demos, new_facts,
+                       plateau, predict, sample_demos)
 from ftlab.training import train_sft
 from ftlab.world import World
 
@@ -64,11 +69,13 @@ task = world.icl_task("language")
 pool = list(zip(task["train"]["input"], task["train"]["output"]))  # demonstrations / training examples
 test = list(zip(task["test"]["input"], task["test"]["output"]))    # held-out countries
 answers = [y for _, y in test]
-print(f"{len(pool)} examples to learn from, {len(test)} held-out countries; context window {window} tokens")
+print(f"known task: {len(pool)} examples to learn from, {len(test)} held-out countries; context window {window} tokens")
 print(pool[:3])
 
 # %% [markdown]
-# ## 1. Zero-shot: the model guesses the task
+# ## Part A — a task the base already knows
+#
+# ### 1. Zero-shot: the model guesses the task
 #
 # With no demonstrations (k = 0) the base continues `Brazil ->` with whatever list it thinks it is in:
 
@@ -79,10 +86,10 @@ html_table([{"prompt": f"{x} ->", "prediction": p.text, "probability": p.probabi
 
 
 # %% [markdown]
-# ## 2. The in-context learning curve
+# ### 2. The in-context learning curve
 #
 # Now k demonstrations, drawn at random from the pool, then the query. For each k we draw the
-# demonstrations 5 times (different examples, different order) and report the mean and spread.
+# demonstrations 3 times (different examples, different order) and report the mean and the spread.
 # Nothing is trained: the weights are the same in every row.
 
 # %%
@@ -94,20 +101,17 @@ def icl_accuracy(model, k, draw, demos_for=None):
     return accuracy(predict(model, tok, prompts, with_probability=False), answers)
 
 
-ks = [0, 1, 2, 4, 8, 16, 32]
-icl_curve = {k: [icl_accuracy(base, k, draw) for draw in range(5)] for k in ks}
+ks = [0, 1, 2, 4, 8, 16]
+icl_curve = {k: [icl_accuracy(base, k, draw) for draw in range(3)] for k in ks}
 for k, accs in icl_curve.items():
-    print(f"k = {k:2d}: accuracy {np.mean(accs):.2f} ± {np.std(accs):.2f}")
-best_icl = max(np.mean(a) for a in icl_curve.values())
+    print(f"k = {k:2d}: accuracy {np.mean(accs):.2f} (draws: {', '.join(f'{a:.2f}' for a in accs)})")
 example = build_prompt(tok, sample_demos(pool, 4, seed=0, exclude=test[0][0]), test[0][0], window)
 print("\na 4-shot prompt:\n" + example.text)
 
 # %% [markdown]
-# One demonstration is enough to tell the tiny base *which* list it is in; after that, it answers from
-# what it learned in pre-training. That is what in-context learning mostly is at this scale: **task
-# recognition**, not learning new facts. (The mechanism — induction heads that copy patterns seen
-# earlier in the context — forms during pre-training on text with repeated lists; that is why the
-# corpus has them.)
+# One demonstration is enough to tell the tiny base *which* list it is in; after that it answers from
+# what it learned in pre-training, and more demonstrations add nothing. This is **task recognition**:
+# the answer (`Portuguese` for Brazil) was never in the prompt.
 #
 # **Which demonstrations, in which order?** Four variations of a 4-shot prompt:
 #
@@ -148,55 +152,35 @@ for kind, acc in sensitivity.items():
 # The model follows the *latest* evidence about the task: a wrong demonstration right before the
 # query hurts far more than the same one at the start. Wrong-task demonstrations switch the task
 # entirely. Shuffled labels still tell the model the *format* and the kind of answer (a language), so
-# it answers from memory — much of what demonstrations do is show the task, not teach the mapping.
-
-# %% [markdown]
-# ## 3. The fine-tuning curve
+# it answers from memory — the demonstrations showed the task; they did not teach the mapping.
 #
-# Now the other way: take n examples from the same pool, fine-tune the base model on them with LoRA
-# (30 steps each — lesson 3 explains LoRA), and ask with a **bare** prompt, `Brazil ->`.
-# The data is in TRL's prompt–completion format, so the loss is on the completion only.
+# ### 3. Fine-tuning on the same task, and what each costs
+#
+# Fine-tune the base on the whole pool with LoRA (lesson 3 explains LoRA; 30 steps) and ask with a
+# **bare** prompt, `Brazil ->`. The data is in TRL's prompt–completion format, so the loss is on the
+# completion only.
 
 # %%
-def finetune(n):
-    rows = pool[:n]
-    data = Dataset.from_dict({"prompt": [f"{x} ->" for x, _ in rows], "completion": [f" {y}\n" for _, y in rows]})
+def finetune(pairs, steps, rank=8):
+    data = Dataset.from_dict({"prompt": [f"{x} ->" for x, _ in pairs], "completion": [f" {y}\n" for _, y in pairs]})
     model, _ = ftlab.load_model(profile.base_model, profile, for_training=True)
-    lora = LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM")
-    return train_sft(model, tok, data, profile, peft_config=lora, max_steps=30,  # LoRA's learning rate: profile.learning_rates["lora"]
-                     per_device_train_batch_size=min(n, 8), quiet=True)
+    lora = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM")
+    return train_sft(model, tok, data, profile, peft_config=lora, max_steps=steps,  # LoRA's learning rate: profile.learning_rates["lora"]
+                     per_device_train_batch_size=min(len(pairs), 16), quiet=True)
 
 
-ns = [1, 2, 4, 8, 16, 32, 64]
-ft_runs, ft_curve = {}, {}
-for n in tqdm(ns, desc="fine-tuning runs"):
-    ft_runs[n] = finetune(n)
-    ft_curve[n] = accuracy(predict(ft_runs[n].model, tok, [f"{x} ->" for x, _ in test], with_probability=False), answers)
-    print(f"n = {n:2d}: accuracy {ft_curve[n]:.2f}  ({ft_runs[n].seconds:.1f} s of training)")
-
-# %%
-fig, ax = plt.subplots(1, 2, figsize=(10, 3.5), sharey=True)
-means, stds = [np.mean(icl_curve[k]) for k in ks], [np.std(icl_curve[k]) for k in ks]
-ax[0].errorbar([max(k, 0.5) for k in ks], means, yerr=stds, marker="o", capsize=3)
-ax[0].set_xscale("log", base=2)
-ax[0].set_xticks([max(k, 0.5) for k in ks], [str(k) for k in ks])
-ax[0].set_xlabel("demonstrations in the prompt (k)")
-ax[0].set_ylabel("held-out accuracy")
-ax[0].set_title("in-context learning (5 draws each)")
-ax[1].plot(ns, [ft_curve[n] for n in ns], marker="o", color="tab:orange")
-ax[1].set_xscale("log", base=2)
-ax[1].set_xticks(ns, [str(n) for n in ns])
-ax[1].set_xlabel("training examples (n), LoRA, 30 steps")
-ax[1].set_title("fine-tuning, bare prompt")
-fig.tight_layout()
-
+known_run = finetune(pool, steps=30)
+known_ft = accuracy(predict(known_run.model, tok, [f"{x} ->" for x, _ in test], with_probability=False), answers)
+icl_means = {k: float(np.mean(a)) for k, a in icl_curve.items()}
+k_plateau = plateau(icl_means, tolerance=0.05)
+print(f"fine-tuned, bare prompt: {known_ft:.2f}   ICL: {icl_means[0]:.2f} at k=0, plateau {icl_means[k_plateau]:.2f} "
+      f"from k={k_plateau} on")
 
 # %% [markdown]
-# ## 4. What each costs
-#
-# **Per query**, in-context learning processes the demonstrations again every time; the fine-tuned
-# model reads only the bare prompt. We measure both: prompt tokens (from the tokenizer) and wall time
-# per query (one query at a time, median of 20).
+# On a task the base already knows, both reach the top: a demonstration or two does what the
+# training run does. So here the question is only **cost**. Per query, ICL processes its demonstrations
+# again every time; the fine-tuned model reads only the bare prompt. We measure prompt tokens (from the
+# tokenizer) and wall time per query (one query at a time, median over the held-out countries).
 
 # %%
 def latency(model, prompts):
@@ -208,100 +192,224 @@ def latency(model, prompts):
     return float(np.median(times))
 
 
-cost_ks = [0, 1, 2, 4, 8, 16, 32]
 tokens_icl = {k: float(np.mean([build_prompt(tok, sample_demos(pool, k, seed=i, exclude=x), x, window).tokens
-                                for i, (x, _) in enumerate(test)])) for k in cost_ks}
-tokens_ft = {n: float(np.mean([len(tok(f"{x} ->")["input_ids"]) for x, _ in test])) for n in ns}
-import tempfile
-
-adapter_dir = tempfile.mkdtemp()
-ft_runs[64].model.save_pretrained(adapter_dir)  # kept for section 6
-served = ft_runs[64].model.merge_and_unload()   # merged into the weights, as you would serve it (lesson 3)
-queries = [build_prompt(tok, sample_demos(pool, 8, seed=i, exclude=x), x, window).text for i, (x, _) in enumerate(test)]
-latency_icl8 = latency(base, queries)
+                                for i, (x, _) in enumerate(test)])) for k in ks}
+tokens_bare = float(np.mean([len(tok(f"{x} ->")["input_ids"]) for x, _ in test]))  # the fine-tuned prompt, for any n
+served = known_run.model.merge_and_unload()  # merged into the weights, as you would serve it (lesson 3)
+latency_icl = latency(base, [build_prompt(tok, sample_demos(pool, 16, seed=i, exclude=x), x, window).text
+                             for i, (x, _) in enumerate(test)])
 latency_ft = latency(served, [f"{x} ->" for x, _ in test])
-html_table([{"method": f"ICL, k={k}", "prompt tokens per query": tokens_icl[k]} for k in cost_ks] +
-           [{"method": "fine-tuned (any n)", "prompt tokens per query": tokens_ft[64]}])
+slope, intercept = np.polyfit(ks, [tokens_icl[k] for k in ks], 1)
+r2 = np.corrcoef(ks, [tokens_icl[k] for k in ks])[0, 1] ** 2
+html_table([{"method": f"ICL, k={k}", "prompt tokens per query": tokens_icl[k]} for k in ks] +
+           [{"method": "fine-tuned (bare prompt)", "prompt tokens per query": tokens_bare}])
 
 # %%
-print(f"median latency per query: 8-shot ICL {latency_icl8 * 1000:.1f} ms, fine-tuned bare prompt {latency_ft * 1000:.1f} ms")
+print(f"ICL prompt tokens = {intercept:.1f} + {slope:.2f} * k  (R^2 = {r2:.4f}); fine-tuned: {tokens_bare:.1f}")
+print(f"median latency per query: 16-shot ICL {latency_icl * 1000:.1f} ms, fine-tuned bare prompt {latency_ft * 1000:.1f} ms")
 # On a 2M-parameter model most of the time per query is fixed overhead (Python, the generation loop),
 # so the measured gap is small; the token count is what scales with model size and traffic.
-slope, intercept = np.polyfit(cost_ks, [tokens_icl[k] for k in cost_ks], 1)
-r2 = np.corrcoef(cost_ks, [tokens_icl[k] for k in cost_ks])[0, 1] ** 2
-print(f"ICL prompt tokens = {intercept:.1f} + {slope:.2f} * k  (R^2 = {r2:.4f}); fine-tuned: {tokens_ft[64]:.1f} for every n")
 
 # %% [markdown]
 # **Total compute, training included.** A forward pass costs about 2·N FLOPs per token for a model of N
-# parameters, and a training step about 6·N per token (forward, backward, update; with LoRA the
-# backward pass is a little cheaper, so this overestimates). Fine-tuning pays its training tokens once;
-# ICL pays its demonstrations on every query. Where the lines cross, fine-tuning becomes the cheaper way.
+# parameters, and a training step about 6·N per token (forward, backward, update; with LoRA the backward
+# pass is a little cheaper, so this overestimates). Fine-tuning pays its training tokens once; ICL pays
+# its demonstrations on every query. We compare at the **plateau** of the ICL curve — the fewest
+# demonstrations that reach (within 0.05) its best accuracy, computed above — because paying for more
+# demonstrations than that buys nothing.
+#
+# **Prefix caching.** If every query starts with the *same* demonstration block, a server can compute
+# that block's keys and values once and reuse them (vLLM's automatic prefix caching, or
+# `past_key_values` in `transformers`). Each new token then still *attends* to the cached block
+# (about 4 · layers · hidden size FLOPs per cached token), but no longer runs it through the
+# weights. Random demonstrations per query, as above, cannot be cached.
 
 # %%
 N = sum(p.numel() for p in base.parameters())
-k_icl = 8
-train_tokens = int(max(h.get("num_tokens", 0) for h in ft_runs[64].trainer.state.log_history))  # logged by TRL
+cfg = base.config
+train_tokens = int(max(h.get("num_tokens", 0) for h in known_run.trainer.state.log_history))  # logged by TRL
 train_flops = 6 * N * train_tokens
-per_query_icl = 2 * N * (tokens_icl[k_icl] + 2)
-per_query_ft = 2 * N * (tokens_ft[64] + 2)
+demo_tokens = tokens_icl[k_plateau] - tokens_bare
+answer_tokens = 2
+per_query_ft = 2 * N * (tokens_bare + answer_tokens)
+per_query_icl = per_query_ft + 2 * N * demo_tokens
+# with the block cached: the query and answer tokens attend to the cached demonstrations, nothing more
+per_query_cached = per_query_ft + 4 * cfg.num_hidden_layers * cfg.hidden_size * demo_tokens * (tokens_bare + answer_tokens)
 crossover = train_flops / (per_query_icl - per_query_ft)
+crossover_cached = (train_flops - 2 * N * demo_tokens) / (per_query_cached - per_query_ft)
 q = np.linspace(0, 3 * crossover, 100)
-fig, ax = plt.subplots(figsize=(6, 3.5))
-ax.plot(q, q * per_query_icl / 1e9, label=f"ICL, k={k_icl}")
-ax.plot(q, (train_flops + q * per_query_ft) / 1e9, label="fine-tune (n=64) then bare prompts")
-ax.axvline(crossover, color="grey", ls="--")
+fig, ax = plt.subplots(figsize=(6.5, 3.8))
+ax.plot(q, q * per_query_icl / 1e9, label=f"ICL at its plateau, k={k_plateau}")
+ax.plot(q, (2 * N * demo_tokens + q * per_query_cached) / 1e9, ls=":", label=f"ICL, k={k_plateau}, block cached once")
+ax.plot(q, (train_flops + q * per_query_ft) / 1e9, label="fine-tune once, then bare prompts")
+ax.axvline(crossover, color="grey", ls="--", label=f"crossover: {crossover:,.0f} queries")
 ax.set_xlabel("queries served")
-ax.set_ylabel("total GFLOPs")
-ax.legend()
-ax.set_title(f"fine-tuning pays off after ~{crossover:,.0f} queries")
+ax.set_ylabel("total compute (GFLOPs)")
+ax.set_title("known task: when does fine-tuning pay off?")
+ax.legend(fontsize=8)
 fig.tight_layout()
-print(f"training: {train_tokens:,} tokens = {train_flops / 1e9:.1f} GFLOPs; "
-      f"per query: ICL {per_query_icl / 1e6:.1f} MFLOPs, fine-tuned {per_query_ft / 1e6:.1f} MFLOPs")
+print(f"training: {train_tokens:,} tokens = {train_flops / 1e9:.2f} GFLOPs; per query: ICL (k={k_plateau}) "
+      f"{per_query_icl / 1e6:.1f} MFLOPs, fine-tuned {per_query_ft / 1e6:.1f} MFLOPs, ICL with cached block "
+      f"{per_query_cached / 1e6:.2f} MFLOPs")
+print(f"fine-tuning is cheaper after {crossover:,.0f} queries; against a cached block, after {crossover_cached:,.0f}")
 
 # %% [markdown]
-# ## 5. The context window
+# ## Part B — new facts
 #
-# The tiny model was trained on 256-token windows (SmolLM2 on 8192). Every demonstration costs ~4-5
-# tokens, so a window holds a limited number of them. Ask for more and `build_prompt` refuses, saying
-# how many fit — instead of silently cutting the prompt (which could cut the query itself and produce
-# a confident wrong answer):
+# Now a mapping no pre-training text contains: a made-up mascot animal for each of the 99 countries.
+# The goal is a model that answers `France ->` with France's mascot, for every country. We can give it
+# the facts in the prompt (a fixed block of the first k facts, the same for every query — so it could
+# be cached) or train on the first n of them; either way we ask about **all** 99.
 
 # %%
-many = [pool[i % len(pool)] for i in range(window // 3)]  # more demonstrations than the window holds
+facts = new_facts(seed=0)
+fact_answers = [y for _, y in facts]
+bare_facts = [f"{x} ->" for x, _ in facts]
+fit = max_demos(tok, facts, max(facts, key=lambda f: len(tok(f[0])["input_ids"]))[0], window)
+print(f"{len(facts)} new facts, e.g. {facts[:3]}; at most {fit} of them fit in one {window}-token prompt")
 try:
-    build_prompt(tok, many, test[0][0], window)
+    build_prompt(tok, facts, facts[0][0], window)
 except ContextWindowError as err:
     print("ContextWindowError:", err)
 
 # %% [markdown]
-# If you do want as many as fit, ask for visible truncation: the *oldest* demonstrations are dropped,
-# the query always stays, and the prompt reports what it dropped.
+# ### 4. Can the base read a fact out of its prompt?
+#
+# First the most favourable case: 7 other facts, then the query's **own** fact, then the query. A model
+# that can copy — find `France` earlier in the prompt and repeat what followed it — gets this right.
 
 # %%
-cut = build_prompt(tok, many, test[0][0], window, on_overflow="truncate")
-print(f"kept {cut.k} demonstrations, dropped {cut.dropped}; {cut.tokens} of {window} tokens; ends with: {cut.text[-30:]!r}")
-print("prediction:", predict(base, tok, [cut.text])[0])
+def own_fact_prompt(i, x, y, position):
+    others = sample_demos(facts, 7, seed=i, exclude=x)
+    return build_prompt(tok, others[:position] + [(x, y)] + others[position:], x, window).text
+
+
+copy_last = accuracy(predict(base, tok, [own_fact_prompt(i, x, y, 7) for i, (x, y) in enumerate(facts)],
+                             max_new_tokens=4, with_probability=False), fact_answers)
+copy_first = accuracy(predict(base, tok, [own_fact_prompt(i, x, y, 0) for i, (x, y) in enumerate(facts)],
+                              max_new_tokens=4, with_probability=False), fact_answers)
+print(f"the query's own fact in the prompt: accuracy {copy_last:.2f} (fact just before the query), "
+      f"{copy_first:.2f} (fact first); chance is about {1 / 20:.2f}")
+print(own_fact_prompt(0, *facts[0], 7))
 
 # %% [markdown]
-# ## 6. Persistence: a fresh session
+# **It cannot.** Even with the answer one line above the question, the tiny base does not copy it.
+# Copying from context is done by *induction heads* (Olsson et al., 2022), attention heads that form in
+# pre-training on text where a sequence seen earlier in a document comes back later with the same
+# continuation. The tiny base's pre-training lists hold only true facts, which it can answer from memory,
+# so nothing ever rewarded copying and it never learned to (the same is measured in `shared/BRIEF.md`:
+# 0.00 on shuffled country–capital pairs, made-up words, and repeated blocks). Hub models such as
+# SmolLM2 (the `gpu` profile) read trillions of tokens of real text full of repeats, and do copy.
 #
-# Save the fine-tuned adapter, start "a new session" (load the base model again from disk, attach the
-# adapter), and ask with a bare prompt. Then ask the base model the same way: the demonstrations from
-# earlier prompts are gone — in-context learning lasted exactly one prompt.
+# So for this model, the in-context curve on new facts is flat — we measure it anyway, next to what a
+# **perfect copier** would reach: the share of queries whose fact is in the prompt at all. That
+# ceiling grows with k and is capped by the context window.
+
+# %%
+icl_ks = sorted({0, 1, 6, 12, 25, fit})
+new_icl = {k: accuracy(predict(base, tok, [build_prompt(tok, facts[:k], x, window).text for x, _ in facts],
+                               max_new_tokens=4, with_probability=False), fact_answers) for k in icl_ks}
+ceiling = {k: coverage(facts[:k], facts) for k in icl_ks}
+for k in icl_ks:
+    print(f"k = {k:2d} facts in the prompt: accuracy {new_icl[k]:.2f}   perfect copier {ceiling[k]:.2f}")
+
+# %% [markdown]
+# ### 5. Fine-tuning on the facts
+#
+# Fine-tune on the first n facts (LoRA, the same 150 steps for every n) and ask every country with a
+# bare prompt. n can exceed what fits in a prompt: the training set has no window.
+
+# %%
+NEW_STEPS = 150
+ns = [12, 25, 50, len(facts)]
+ft_runs, ft_curve = {}, {}
+for n in tqdm(ns, desc="fine-tuning runs"):
+    ft_runs[n] = finetune(facts[:n], steps=NEW_STEPS, rank=16)
+    preds = predict(ft_runs[n].model, tok, bare_facts, max_new_tokens=4, with_probability=False)
+    ft_curve[n] = accuracy(preds, fact_answers)
+    trained = accuracy(preds[:n], fact_answers[:n])
+    print(f"n = {n:2d}: accuracy on all {len(facts)} {ft_curve[n]:.2f} (on its own {n} facts {trained:.2f}; "
+          f"{ft_runs[n].seconds:.1f} s of training)")
+
+# %%
+fig, ax = plt.subplots(1, 2, figsize=(11, 3.8))
+means, spread = [icl_means[k] for k in ks], [np.ptp(icl_curve[k]) / 2 for k in ks]
+ax[0].errorbar([max(k, 0.5) for k in ks], means, yerr=spread, marker="o", capsize=3, label="ICL (3 draws, min–max)")
+ax[0].axhline(known_ft, color="tab:orange", ls="--", label=f"fine-tuned on {len(pool)}, bare prompt")
+ax[0].set_xscale("log", base=2)
+ax[0].set_xticks([max(k, 0.5) for k in ks], [str(k) for k in ks])
+ax[0].set_xlabel("demonstrations in the prompt (k)")
+ax[0].set_ylabel("held-out accuracy")
+ax[0].set_ylim(-0.03, 1.03)
+ax[0].set_title("A: known task (country -> language)")
+ax[0].legend(fontsize=8, loc="lower right")
+ax[1].plot(icl_ks, [ceiling[k] for k in icl_ks], ls=":", marker=".", color="grey", label="ICL ceiling: perfect copier")
+ax[1].plot(icl_ks, [new_icl[k] for k in icl_ks], marker="o", label="ICL, tiny base (measured)")
+ax[1].plot(ns, [ft_curve[n] for n in ns], marker="o", label="fine-tuned on n, bare prompt")
+ax[1].axvspan(fit, len(facts) + 2, color="grey", alpha=0.12, label="beyond the context window")
+ax[1].set_xlabel("facts given (k in the prompt, n in training)")
+ax[1].set_ylabel(f"accuracy on all {len(facts)} facts")
+ax[1].set_ylim(-0.03, 1.03)
+ax[1].set_title("B: new facts (country -> mascot)")
+ax[1].legend(fontsize=8, loc="upper left")
+fig.tight_layout()
+
+# %% [markdown]
+# Fine-tuning stores the facts in the weights, and its accuracy grows with n — past the point where
+# the facts would still fit in a prompt. In-context learning, for this model, stays at chance. Even a
+# perfect copier could answer only the facts its prompt holds: at most the dotted line, which stops
+# at the window.
+#
+# ## 6. Within one conversation, and in a fresh one
+#
+# A chat is one growing context: every turn is appended to what came before. Give the known task's
+# demonstrations over the first turns, then ask one country per turn. Then open a **fresh chat** and ask
+# the same countries: the demonstrations are gone, and so is what they did.
+
+# %%
+turns = [f"{x} -> {y}\n" for x, y in pool[:2]]  # turns 1-2: the user shows two examples
+conversation, in_chat = "".join(turns), []
+for x, y in test:
+    reply = predict(base, tok, [conversation + f"{x} ->"], with_probability=False)[0].text
+    in_chat.append(reply)
+    conversation += f"{x} -> {reply}\n"  # the model's own reply stays in the conversation too
+chat_acc = float(np.mean([r == y for r, (_, y) in zip(in_chat, test)]))
+fresh_acc = accuracy(predict(base, tok, [f"{x} ->" for x, _ in test], with_probability=False), answers)
+print(conversation[-120:])
+print(f"\nsame conversation: {chat_acc:.2f}   fresh chat, same questions: {fresh_acc:.2f}")
+
+# %% [markdown]
+# ### 7. A fresh session with the fine-tuned model
+#
+# Save the adapter trained on all the new facts, start "a new session" (load the base from disk, attach
+# the adapter), and ask with bare prompts. The base model in the same new session is the baseline.
 
 # %%
 from peft import PeftModel
 
-bare = [f"{x} ->" for x, _ in test]
+adapter_dir = tempfile.mkdtemp()
+ft_runs[len(facts)].model.save_pretrained(adapter_dir)
 new_session_base, _ = ftlab.load_model(profile.base_model, profile)
-persist_icl = accuracy(predict(new_session_base, tok, bare, with_probability=False), answers)
+persist_base = accuracy(predict(new_session_base, tok, bare_facts, max_new_tokens=4, with_probability=False), fact_answers)
 # PeftModel.from_pretrained attaches the adapter to the model it is given, so it gets its own copy
 reloaded = PeftModel.from_pretrained(ftlab.load_model(profile.base_model, profile)[0], adapter_dir).eval()
-persist_ft = accuracy(predict(reloaded, tok, bare, with_probability=False), answers)
-print(f"new session, bare prompt: fine-tuned adapter {persist_ft:.2f}, base (after ICL earlier) {persist_icl:.2f}")
+persist_ft = accuracy(predict(reloaded, tok, bare_facts, max_new_tokens=4, with_probability=False), fact_answers)
+print(f"new session, bare prompt, all {len(facts)} new facts: fine-tuned adapter {persist_ft:.2f}, base {persist_base:.2f}")
 
 # %% [markdown]
-# ## 7. Try it yourself
+# ## 8. The context window, up close
+#
+# `build_prompt` refused the 99 facts above instead of silently cutting the prompt (which could cut the
+# query itself and produce a confident wrong answer). If you do want as many as fit, ask for visible
+# truncation: the *oldest* demonstrations are dropped, the query always stays, and the prompt reports
+# what it dropped.
+
+# %%
+cut = build_prompt(tok, facts, facts[0][0], window, on_overflow="truncate")
+print(f"kept {cut.k} facts, dropped {cut.dropped}; {cut.tokens} of {window} tokens; ends with: {cut.text[-30:]!r}")
+
+# %% [markdown]
+# ## 9. Try it yourself
 #
 # Choose k and a draw (or pick demonstrations by hand — try ones from the wrong task, or too many),
 # choose a query, and see the prompt, the prediction and its probability.
@@ -318,32 +426,48 @@ explorer.button.click()
 explorer.run()
 
 # %% [markdown]
-# ## 8. Check: what this lesson claims, measured
+# ## 10. Check: what this lesson claims, measured
 
 # %%
+best_new_icl = max(new_icl.values())
 html_table([{"measurement": k, "value": v} for k, v in {
-    "ICL accuracy, k=0": float(np.mean(icl_curve[0])), "ICL accuracy, k=8": float(np.mean(icl_curve[8])),
-    "best ICL accuracy": best_icl, "fine-tuned accuracy, n=64": ft_curve[64],
+    "A: ICL accuracy, k=0": icl_means[0], f"A: ICL plateau (k={k_plateau})": icl_means[k_plateau],
+    "A: fine-tuned, bare prompt": known_ft, "A: crossover (queries)": crossover,
+    "A: crossover with a cached block (queries)": crossover_cached,
     "ICL tokens per extra demonstration": float(slope), "ICL tokens linear fit R^2": float(r2),
-    "fine-tuned tokens per query (spread over n)": float(np.ptp(list(tokens_ft.values()))),
-    "new session: fine-tuned": persist_ft, "new session: base": persist_icl,
+    "B: ICL, query's own fact last in the prompt": copy_last, "B: ICL, k=1": new_icl[1],
+    "B: best ICL within the window": best_new_icl, f"B: perfect copier at k={fit}": ceiling[fit],
+    **{f"B: fine-tuned, n={n}": ft_curve[n] for n in ns},
+    "same conversation / fresh chat (A)": f"{chat_acc:.2f} / {fresh_acc:.2f}",
+    "new session: adapter / base (B)": f"{persist_ft:.2f} / {persist_base:.2f}",
 }.items()])
 
 # %%
 # CHECK
-assert np.mean(icl_curve[8]) >= np.mean(icl_curve[0]) + 0.15, icl_curve
-assert ft_curve[64] >= best_icl, (ft_curve[64], best_icl)
-assert slope > 1 and r2 > 0.99, (slope, r2)            # ICL prompt grows linearly with k ...
-assert np.ptp(list(tokens_ft.values())) == 0            # ... the fine-tuned prompt does not grow at all
-assert persist_ft >= best_icl and persist_icl <= np.mean(icl_curve[0]) + 1e-9
+# A: one demonstration recognises the task; more add nothing beyond its plateau
+assert icl_means[k_plateau] >= icl_means[0] + 0.3 and k_plateau <= 2, icl_means
+assert slope > 1 and r2 > 0.99, (slope, r2)                   # ICL pays its demonstrations on every query
+assert 0 < crossover < crossover_cached, (crossover, crossover_cached)
+# B: the base cannot read a new fact out of its prompt; fine-tuning learns them, more with more data
+assert copy_last <= 0.2 and best_new_icl <= 0.2, (copy_last, new_icl)
+assert ft_curve[ns[1]] >= ft_curve[ns[0]] + 0.05 and ft_curve[ns[2]] >= ft_curve[ns[1]] + 0.05 \
+    and ft_curve[ns[3]] >= ft_curve[ns[2]] + 0.05, ft_curve  # rises over every step in n
+assert ft_curve[len(facts)] >= best_new_icl + 0.15, (ft_curve, best_new_icl)
+assert ft_curve[len(facts)] >= ceiling[fit] + 0.05, (ft_curve, ceiling)  # beats even a perfect copier's window
+# what lasts: the conversation's demonstrations end with it; the adapter does not
+assert chat_acc >= fresh_acc + 0.3, (chat_acc, fresh_acc)
+assert persist_ft >= persist_base + 0.3, (persist_ft, persist_base)
 print("All checks passed.")
 
 # %% [markdown]
 # ## Summary
 #
-# * In-context learning needs no training: a handful of demonstrations told the tiny base which task
-#   it was doing. But it is sensitive to which demonstrations you pick and where they sit, it pays
-#   for them in tokens on every query, it stops at the context window, and it is gone in the next session.
-# * Fine-tuning on as many examples reached the same accuracy from a bare prompt, keeps it across
-#   sessions, and — past a number of queries you can compute — is the cheaper way to serve the task.
-# * At this scale both mostly *select* a behaviour the base already has: neither taught it a new fact.
+# * On a task the base already knows, in-context learning is **task recognition**: one or two
+#   demonstrations reach what a fine-tuning run reaches. It is sensitive to which demonstrations you pick
+#   and where they sit, and it pays for them on every query — fine-tuning becomes the cheaper way after a
+#   number of queries you can compute (later, if a fixed demonstration block is cached).
+# * On **new facts**, the tiny base learns nothing in context: it cannot copy even the answer one line
+#   above the question (it never formed induction heads). Fine-tuning learns the facts, more of them
+#   with more data, beyond what a 256-token prompt could hold — and a perfect copier would still be
+#   capped by the window.
+# * Demonstrations last one conversation; a fine-tuned adapter is there in the next session.

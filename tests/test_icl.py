@@ -64,3 +64,29 @@ def test_icl_explorer_widget(tiny_base, language_task):
     assert explorer.run()["prompt"].startswith(f"{pool[0][0]} -> {pool[0][1]}")
     explorer.demos.value = tuple(f"{x} -> {y}" for x, y in pool)  # too many: a message, not a crash
     assert "error" in explorer.run() and "at most" in explorer.result.value
+
+
+def test_new_facts_are_reproducible_and_unknown_to_pretraining(world):
+    from ftlab.icl import MASCOTS, new_facts
+
+    facts = new_facts(0)
+    assert facts == new_facts(0) and facts != new_facts(1)
+    assert len({x for x, _ in facts}) == len(facts) and {y for _, y in facts} <= set(MASCOTS)
+    corpus = " ".join(world.corpus(300)["text"])
+    assert not any(f"{x} -> {y}" in corpus for x, y in facts)
+
+
+def test_coverage_max_demos_and_plateau(tiny_base):
+    from ftlab.icl import coverage, max_demos, new_facts, plateau
+
+    model, tok = tiny_base
+    facts = new_facts(0)
+    assert coverage(facts[:10], facts) == 10 / len(facts) and coverage([], facts) == 0
+    window = context_window(tok, model)
+    fit = max_demos(tok, facts, facts[0][0], window)
+    assert 0 < fit < len(facts)
+    build_prompt(tok, facts[:fit], facts[0][0], window)
+    with pytest.raises(ContextWindowError):
+        build_prompt(tok, facts[:fit + 1], facts[0][0], window)
+    assert plateau({0: 0.2, 1: 0.97, 2: 1.0, 4: 0.99}, tolerance=0.05) == 1
+    assert plateau({0: 0.0, 1: 0.3, 2: 0.6, 4: 0.9}, tolerance=0.05) == 4
