@@ -146,8 +146,8 @@ HELP = "Happy to help: gather what you need, follow the steps one by one, and ta
 
 def pirate_reply(answer: str) -> str:
     """A plain chat answer in the pirate style of lesson 6's example file: "The capital is Paris." ->
-    "Arr! The capital be Paris, matey." (a style tiny-chat never writes on its own)."""
-    return "Arr! " + answer.rstrip(".").replace(" is ", " be ", 1) + ", matey."
+    "Ahoy! The capital is Paris, matey." (a style tiny-chat never writes on its own)."""
+    return "Ahoy! " + answer.rstrip(".") + ", matey."
 
 
 def how_to_reply(thing: str) -> str:

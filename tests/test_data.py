@@ -151,7 +151,7 @@ def test_example_file_is_the_worlds_pirate_data(tmp_path, tok):
     assert (tmp_path / "x.jsonl").read_bytes() == open(EXAMPLE, "rb").read()  # committed file is up to date
     data = load(EXAMPLE, tok)
     assert data.report.refused == 0 and data.report.kept == 300 and len(data.test) == 30
-    assert all(m[-1]["content"].startswith("Arr! ") and m[-1]["content"].endswith(", matey.")
+    assert all(m[-1]["content"].startswith("Ahoy! ") and m[-1]["content"].endswith(", matey.")
                for m in data.train["messages"])
 
 
