@@ -345,6 +345,8 @@ def load(source, tokenizer=None, *, kind: str | None = None, max_length: int | N
     name = getattr(tokenizer, "name_or_path", None) or (type(tokenizer).__name__ if tokenizer is not None else None)
     report = Report(str(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else "dataset", fmt, kind,
                     rows=len(raw), tokenizer=name, max_length=limit, too_long=too_long, seed=seed)
+    if tokenizer is not None:  # long rows are reported below, row by row: no extra warning from transformers
+        getattr(tokenizer, "deprecation_warnings", {})["sequence-length-is-longer-than-the-specified-maximum"] = True
     kept, seen = [], {}
     for where, row, shape in parsed:
         fixes: list = []

@@ -135,14 +135,14 @@ print(f"held-out loss before: {loss_before:.3f} nats per token on {len(held_out)
 # %% [markdown]
 # ## 4. Fine-tune with LoRA
 #
-# A LoRA adapter (lesson 3) on every linear layer, loss on the assistant's tokens only (lesson 2),
-# the profile's step budget, and the held-out loss measured every 10 steps. `max_length` is the limit
-# the rows were checked against.
+# A LoRA adapter (lesson 3) of rank 8 on every linear layer, loss on the assistant's tokens only
+# (lesson 2), 60 steps of 16 rows (about three and a half passes over the example's 270 training rows),
+# and the held-out loss measured every 10 steps. `max_length` is the limit the rows were checked against.
 
 # %%
 model, _ = ftlab.load_model(profile.chat_model, profile, for_training=True)
 run = train_sft(model, tok, data.train, profile, eval_dataset=data.test, peft_config=lora_config(model, r=8),
-                assistant_only_loss=True, max_length=data.max_length, max_steps=profile.steps["lora"] // 2)
+                assistant_only_loss=True, max_length=data.max_length, max_steps=60)
 tuned = run.model
 loss_after = assistant_loss(tuned, tok, held_out)
 replies_after = [g.text for g in generate(tuned, tok, prompts, max_new_tokens=40)]
@@ -161,8 +161,8 @@ html_table([{"prompt": m[-2]["content"], "your data says": m[-1]["content"], "be
 # %% [markdown]
 # The tuned model answers in the file's style. Does the style carry over to questions about facts that
 # appear **nowhere** in the file? The tiny world holds some facts out of every fine-tuning set; we ask
-# about those, and also check that the answers stay right (the facts come from pre-training, the style
-# from your data).
+# about those, and also count the right answers (the facts come from pre-training, the style from
+# your data).
 
 # %%
 def pirate(text: str) -> bool:
@@ -176,8 +176,15 @@ style = {name: sum(pirate(r["output"]) for r in rows) / len(rows) for name, rows
 correct = {name: sum(r["correct"] for r in rows) / len(rows) for name, rows in unseen.items()}
 print(f"{len(qa)} questions about facts not in the file: pirate style {style['before']:.2f} -> {style['after']:.2f}, "
       f"right answer {correct['before']:.2f} -> {correct['after']:.2f}")
-html_table([{"question": b["prompt"], "before": b["output"], "after": a["output"]}
-            for b, a in list(zip(unseen["before"], unseen["after"]))[:6]])
+html_table([{"question": b["prompt"], "answer": b["answer"], "before": b["output"], "after": a["output"]}
+            for b, a in list(zip(unseen["before"], unseen["after"]))[:8]])
+
+# %% [markdown]
+# The style carries over to every kind of question. The right answers, though, drop: tuning a
+# 2-million-parameter model on the answers of 270 facts pulls it towards *those* answers (a capital from
+# the file where another belongs), the forgetting lesson 3 measured. What to try, each a one-line
+# change above: a smaller rank (`r=1`), fewer steps, a lower learning rate (`learning_rate=...`), or a
+# bigger model (the gpu profile's SmolLM2 knows far more and forgets less). Watch both numbers move.
 
 # %% [markdown]
 # ## 6. Take it further
@@ -203,8 +210,9 @@ if Path(checker.path.value) == Path(EXAMPLE):
     assert data.report.refused == 0 and len(held_out) == 30, data.report
     # the tuned model writes in the file's style, the untuned one does not, even about facts absent from the file
     assert style["before"] <= 0.10 and style["after"] >= 0.80, style
-    # and it still answers from what it learned in pre-training
-    assert correct["after"] >= 0.6, correct
+    # it forgets some facts (above), but still answers many from pre-training: far above picking from the
+    # ~50 answers of a kind at random
+    assert correct["after"] >= 0.3, correct
 print("All checks passed.")
 
 # %% [markdown]
@@ -216,4 +224,4 @@ print("All checks passed.")
 # * The three common shapes (chat messages, prompt/completion, Alpaca) all become chat `messages`, ready
 #   for `train_sft`, with a seeded held-out split that never shares a row with training.
 # * Compare before and after on held-out rows: the loss says how much more likely your replies became;
-#   the replies say whether the model picked up what you wanted (here a style), and kept what it knew.
+#   the replies say whether the model picked up what you wanted (here a style), and what it lost.
