@@ -343,6 +343,8 @@ def load(source, tokenizer=None, *, kind: str | None = None, max_length: int | N
         raise ValueError(f"kind must be 'conversations' or 'preferences', not {kind!r}")
     limit = (max_length or context_length(tokenizer)) if tokenizer is not None else max_length
     name = getattr(tokenizer, "name_or_path", None) or (type(tokenizer).__name__ if tokenizer is not None else None)
+    if name and os.path.isdir(name):  # a local folder: its name says which model, the rest is this machine's path
+        name = os.path.basename(os.path.normpath(name))
     report = Report(str(os.fspath(source)) if isinstance(source, (str, os.PathLike)) else "dataset", fmt, kind,
                     rows=len(raw), tokenizer=name, max_length=limit, too_long=too_long, seed=seed)
     if tokenizer is not None:  # long rows are reported below, row by row: no extra warning from transformers
