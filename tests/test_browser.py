@@ -338,7 +338,10 @@ def test_lesson6_data_checker_reads_an_uploaded_file(open_lesson, tmp_path):
     assert "300 kept" in before  # the example file, checked by Run All
     mine = tmp_path / "mine.jsonl"
     mine.write_text('{"prompt": "Hi?", "completion": "Hello."}\n{"prompt": "Bye?", "completion": ""}\n')
-    box.locator("input[type=file]").set_input_files(str(mine))
+    with lesson.page.expect_file_chooser() as chooser:  # the widget's file input lives outside the page's DOM
+        box.locator(".widget-upload").click()
+    chooser.value.set_files(str(mine))
+    expect(box.locator(".widget-upload")).to_contain_text("1")  # "Upload (1)": the file reached the kernel
     box.get_by_role("button", name="Check").click()
     after = _result_text(box, r"1 kept \(0 of them fixed\), 1 refused", before)
     assert "line 2: completion is empty" in after and "mine.jsonl" in after
