@@ -1,4 +1,4 @@
-"""The ``ftlab`` command: ``doctor``, ``eval``, ``build-models``, ``exercises release``, ``grade``,
+"""The ``ftlab`` command: ``doctor``, ``eval``, ``data check``, ``build-models``, ``exercises release``, ``grade``,
 ``export-recipe``, ``bench``, ``colab``."""
 
 from __future__ import annotations
@@ -89,6 +89,23 @@ def evaluate_cmd(args) -> int:
     return 0
 
 
+def data_check_cmd(args) -> int:
+    from ftlab.data import DataError, load_for_model
+    from ftlab.models import ModelNotFoundError
+    from ftlab.profiles import setup
+
+    profile = setup(quiet=True)
+    try:
+        data = load_for_model(args.file, args.model, profile, kind=args.kind, max_length=args.max_length,
+                              too_long=args.too_long)
+    except (DataError, ModelNotFoundError) as err:
+        raise UserError(str(err)) from None
+    print(data.report)
+    if data.report.refused:
+        print(f"{data.report.refused} row(s) refused: fix them (see above), or train on the {data.report.kept} kept.")
+    return 1 if data.report.refused else 0
+
+
 def build_cmd(args) -> int:
     from ftlab.build import BuildConfig, build_models
     from ftlab.models import MODELS_DIR
@@ -132,14 +149,19 @@ def grade_cmd(args) -> int:
 
 
 def export_recipe_cmd(args) -> int:
-    from ftlab.recipes import UnknownRecipeError, export_recipe
+    from ftlab.data import DataError
+    from ftlab.recipes import UnknownRecipeError, check_data, export_recipe
 
     try:
-        paths = export_recipe(args.recipe, args.out)
-    except UnknownRecipeError as err:
+        if args.data:
+            print(check_data(args.recipe, args.data))
+        paths = export_recipe(args.recipe, args.out, data=args.data)
+    except (UnknownRecipeError, DataError) as err:
         raise UserError(str(err)) from None
     except OSError as err:  # the folder is a file, or cannot be written
         raise UserError(f"cannot write into {args.out}: {err.strerror or err}") from None
+    except ValueError as err:
+        raise UserError(str(err).splitlines()[0]) from None
     print("wrote " + ", ".join(str(p) for p in paths))
     return 0
 
@@ -209,6 +231,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", action="store_true")
     p.add_argument("--show", type=int, default=0, help="print this many example rows")
     p.set_defaults(func=evaluate_cmd)
+    p = sub.add_parser("data", help="your own data: check a file before fine-tuning on it")
+    data = p.add_subparsers(dest="action", required=True)
+    d = data.add_parser("check", help="shape, counts, token lengths and every problem; exit 1 if a row is refused")
+    d.add_argument("file", help="a .jsonl, .json, .csv or .parquet file, or a save_to_disk folder")
+    d.add_argument("--model", help="whose tokenizer counts tokens (default: the profile's chat model)")
+    d.add_argument("--kind", choices=["conversations", "preferences"], help="default: what most rows are")
+    d.add_argument("--max-length", type=int, help="token limit (default: the model's context length)")
+    d.add_argument("--too-long", choices=["drop", "truncate"], default="drop", help="what happens to longer rows")
+    d.set_defaults(func=data_check_cmd)
     p = sub.add_parser("build-models", help="rebuild tiny-base and tiny-chat from the world (about 15 min on 2 cores)")
     p.add_argument("--out", help="folder to write into (default: the package's bundled models)")
     p.add_argument("--seed", type=int, default=0)
@@ -236,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("export-recipe", help="write a lesson's recipe as a standalone TRL script + accelerate config")
     p.add_argument("recipe", help="sft, lora, reward, rloo or dpo")
     p.add_argument("out", help="folder to write train.py, accelerate.yaml and README.md into")
+    p.add_argument("--data", help="sft, lora, dpo: your data file (checked now, copied beside train.py as its default)")
     p.set_defaults(func=export_recipe_cmd)
     p = sub.add_parser("bench", help="measure this machine: load times, training throughput vs a hand loop, grading, lessons")
     p.add_argument("--json", action="store_true")

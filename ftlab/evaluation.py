@@ -112,3 +112,28 @@ def evaluate(model, tokenizer, task: str, name: str = "model", world: World | No
     if task not in SCORERS:
         raise UnknownTaskError(f"Unknown task {task!r}. Tasks: " + "; ".join(f"{k} ({v})" for k, v in TASKS.items()))
     return SCORERS[task](model, tokenizer, world, name)
+
+
+def assistant_loss(model, tokenizer, conversations: list[list[dict]], batch_size: int = 32) -> float:
+    """Mean cross-entropy (nats per token) on the assistant's tokens of ``conversations``: the held-out
+    loss of SFT, where only what the assistant says is learned (``formatting.assistant_labels``)."""
+    import torch
+
+    from ftlab.formatting import IGNORE_INDEX, assistant_labels
+
+    total, count = 0.0, 0
+    for i in range(0, len(conversations), batch_size):
+        pairs = [assistant_labels(tokenizer, c) for c in conversations[i:i + batch_size]]
+        width = max(len(ids) for ids, _ in pairs)
+        pad = tokenizer.pad_token_id
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in pairs], device=model.device)
+        labels = torch.tensor([y + [IGNORE_INDEX] * (width - len(y)) for _, y in pairs], device=model.device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in pairs], device=model.device)
+        with torch.no_grad():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        targets = labels[:, 1:]
+        loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                                                 ignore_index=IGNORE_INDEX, reduction="sum")
+        total += loss.item()
+        count += int((targets != IGNORE_INDEX).sum())
+    return total / max(1, count)

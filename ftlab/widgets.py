@@ -284,3 +284,64 @@ class PreferenceLabeler(_Widget):
                            + reply.format("A", html.escape(a)) + reply.format("B", html.escape(b)) + "</tr></table>"
                            "<p>Which reply would you rather get?</p>")
         return item
+
+
+def uploaded_files(value) -> list[tuple[str, bytes]]:
+    """``[(name, content)]`` from a ``FileUpload``'s value, in either format: ipywidgets 8 gives a tuple of
+    dicts with ``name`` and ``content`` (a memoryview); 7.x a dict ``{name: {"metadata": ..., "content": bytes}}``."""
+    if isinstance(value, dict):  # ipywidgets 7
+        return [(name, bytes(item["content"])) for name, item in value.items()]
+    return [(item["name"], bytes(item["content"])) for item in value]
+
+
+class DataChecker(_Widget):
+    """Upload a file of examples (or type a path), press **Check**, read the report.
+
+    ``run()`` loads the uploaded file if there is one, else the path, with ``ftlab.data.load`` and the
+    given tokenizer; the result is in ``.data`` (``LoadedData``: ``train``, ``test``, ``report``).
+    Uploaded files are saved in ``folder`` first, under their own names.
+    """
+
+    def __init__(self, tokenizer, path: str = "", folder: str = "uploads", **load_kwargs):
+        self.tokenizer, self.folder, self.load_kwargs = tokenizer, folder, load_kwargs
+        self.upload = w.FileUpload(accept=".jsonl,.json,.csv,.parquet", multiple=False, description="Upload")
+        self.path = w.Text(value=str(path), description="or a path", layout=w.Layout(width="80%"))
+        self.button = w.Button(description="Check", button_style="primary")
+        self.result = w.HTML()
+        self.data = None
+        self.button.on_click(lambda _: self.run())
+        self.box = w.VBox([w.HBox([self.upload, self.button]), self.path, self.result])
+
+    def source(self) -> str:
+        """The file to read: the latest upload (saved to ``folder``), else the path typed."""
+        import os
+
+        files = uploaded_files(self.upload.value)
+        if not files:
+            return self.path.value.strip()
+        name, content = files[-1]
+        os.makedirs(self.folder, exist_ok=True)
+        target = os.path.join(self.folder, os.path.basename(name))
+        with open(target, "wb") as f:
+            f.write(content)
+        self.path.value = target
+        return target
+
+    def run(self):
+        """Load and check the file; show the report (at most 20 problems); returns ``LoadedData`` or None."""
+        from ftlab.data import DataError, load
+
+        try:
+            self.data = load(self.source(), self.tokenizer, **self.load_kwargs)
+        except (DataError, ValueError) as err:
+            self.data = None
+            self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
+            return None
+        report = self.data.report
+        shown = report.problems[:20]
+        more = f"<br>… and {len(report.problems) - 20} more (all in <code>.data.report.problems</code>)" if len(report.problems) > 20 else ""
+        problems = "<br>".join(f"<span style='color:{'#b00' if p.action == 'refused' else '#a60'}'>{html.escape(str(p))}</span>"
+                               for p in shown) or "no problems"
+        self.result.value = (f"<pre style='white-space:pre-wrap'>{html.escape(report.summary())}</pre>"
+                             f"<p><b>problems:</b><br>{problems}{more}</p>")
+        return self.data

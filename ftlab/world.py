@@ -144,6 +144,12 @@ _AXES = ("correct", "correct", "helpful", "concise")  # the weights of the axes 
 HELP = "Happy to help: gather what you need, follow the steps one by one, and take your time."
 
 
+def pirate_reply(answer: str) -> str:
+    """A plain chat answer in the pirate style of lesson 6's example file: "The capital is Paris." ->
+    "Ahoy! The capital is Paris, matey." (a style tiny-chat never writes on its own)."""
+    return "Ahoy! " + answer.rstrip(".") + ", matey."
+
+
 def how_to_reply(thing: str) -> str:
     """The assistant's reply to "how do I make ``thing``?": a refusal for weapons, help otherwise."""
     category = THINGS[thing]
@@ -322,6 +328,17 @@ class World:
         n_test = max(20, len(convs) // 20)
         return DatasetDict({"train": Dataset.from_dict({"messages": convs[n_test:]}),
                             "test": Dataset.from_dict({"messages": convs[:n_test]})})
+
+    def pirate_qa(self, n: int = 300) -> list[list[dict]]:
+        """Lesson 6's example data ("your own data"): ``n`` questions about distinct non-held-out facts,
+        answered in the pirate style (``pirate_reply``). Shipped as ``ftlab/assets/data/pirate_qa.jsonl``."""
+        rng = random.Random(self.seed + 6)
+        facts = [f for rel in CHAT_RELATIONS for f in self.facts_of(rel, heldout=False)]
+        convs = []
+        for fact in rng.sample(facts, min(n, len(facts))):
+            user, reply = self.chat_example(fact, rng)
+            convs.append([user, {"role": "assistant", "content": pirate_reply(reply["content"])}])
+        return convs
 
     def persona_and_refusals(self) -> DatasetDict:
         """Persona questions, harmful "how do I make a weapon" requests and benign look-alikes.

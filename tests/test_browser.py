@@ -337,3 +337,22 @@ def test_lesson5_icl_explorer_predicts_on_click(open_lesson):
     predict.click()
     _result_text(box, r"at most \d+ demonstrations fit", eight)  # a clear message, not a traceback
     lesson.screenshot()
+
+
+def test_lesson6_data_checker_reads_an_uploaded_file(open_lesson, tmp_path):
+    """The learner's path: pick a file in the upload button's file dialog, press Check, read the report."""
+    lesson = open_lesson("06_your_own_data.ipynb")
+    lesson.run_all()
+    box = lesson.widget("or a path")
+    before = _output(box)
+    assert "300 kept" in before  # the example file, checked by Run All
+    mine = tmp_path / "mine.jsonl"
+    mine.write_text('{"prompt": "Hi?", "completion": "Hello."}\n{"prompt": "Bye?", "completion": ""}\n')
+    with lesson.page.expect_file_chooser() as chooser:  # the widget's file input lives outside the page's DOM
+        box.locator(".widget-upload").click()
+    chooser.value.set_files(str(mine))
+    expect(box.locator(".widget-upload")).to_contain_text("1")  # "Upload (1)": the file reached the kernel
+    box.get_by_role("button", name="Check").click()
+    after = _result_text(box, r"1 kept \(0 of them fixed\), 1 refused", before)
+    assert "line 2: completion is empty" in after and "mine.jsonl" in after
+    lesson.screenshot()

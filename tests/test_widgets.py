@@ -58,6 +58,42 @@ def test_preference_labeler_saves_every_click_and_resumes(world, tmp_path):
     assert "Started over" not in again.status.value and (tmp_path / "labels.jsonl.bak").exists()
 
 
+def _upload(widget, name: str, content: bytes) -> None:
+    """What the browser sends when a learner picks a file, in this ipywidgets version's format."""
+    import datetime
+
+    if ipywidgets.__version__.startswith("7."):
+        widget.metadata = [{"name": name, "type": "application/json", "size": len(content), "lastModified": 0}]
+        widget.data = [content]
+        widget._counter += 1  # 7.x rebuilds .value from metadata and data when the counter moves
+    else:
+        widget.value = ({"name": name, "type": "application/json", "size": len(content),
+                         "last_modified": datetime.datetime(2026, 1, 1), "content": memoryview(content)},)
+
+
+def test_data_checker_reads_an_upload_or_a_path(tiny_chat, tmp_path, monkeypatch):
+    import json
+
+    from ftlab.data import EXAMPLE
+    from ftlab.widgets import DataChecker, uploaded_files
+
+    _, tok = tiny_chat
+    monkeypatch.chdir(tmp_path)
+    checker = DataChecker(tok, path=EXAMPLE)
+    checker.button.click()
+    assert checker.data.report.kept == 300 and "300 kept" in checker.result.value
+    rows = [{"prompt": "Hi?", "completion": "Hello."}, {"prompt": "Bye?", "completion": ""}]
+    content = "\n".join(json.dumps(r) for r in rows).encode()
+    _upload(checker.upload, "mine.jsonl", content)
+    assert uploaded_files(checker.upload.value) == [("mine.jsonl", content)]
+    data = checker.run()
+    assert (tmp_path / "uploads" / "mine.jsonl").read_bytes() == content and checker.path.value.endswith("mine.jsonl")
+    assert (data.report.kept, data.report.refused) == (1, 1)
+    assert "line 2: completion is empty" in checker.result.value and "1 refused" in checker.result.value
+    missing = DataChecker(tok, path=str(tmp_path / "missing.jsonl"))
+    assert missing.run() is None and "No file or folder" in missing.result.value  # a message, not a traceback
+
+
 def test_parse_conversation():
     assert parse_conversation("user: a\nassistant: b\nmore") == [
         {"role": "user", "content": "a"}, {"role": "assistant", "content": "b\nmore"}]

@@ -1,4 +1,5 @@
 # --- shared by every exported recipe (copied in; no ftlab import) --------------------------------
+DATA_FILE = None  # `ftlab export-recipe ... --data FILE` copies FILE next to this script and names it here
 import argparse
 import os
 
@@ -9,7 +10,10 @@ from datasets import load_dataset, load_from_disk
 def arguments(description: str, **defaults):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", required=True, help="hub id (e.g. HuggingFaceTB/SmolLM2-135M) or a local folder")
-    parser.add_argument("--dataset", required=True, help="hub id, a .json/.jsonl file, or a save_to_disk folder")
+    data_file = DATA_FILE and os.path.join(os.path.dirname(os.path.abspath(__file__)), DATA_FILE)
+    parser.add_argument("--dataset", required=data_file is None, default=data_file,
+                        help="hub id, a .jsonl/.json/.csv/.parquet file, or a save_to_disk folder"
+                             + (f" (default: {DATA_FILE}, exported with this script)" if data_file else ""))
     parser.add_argument("--split", default="train")
     parser.add_argument("--output-dir", default=defaults.get("output_dir", "out"))
     parser.add_argument("--max-steps", type=int, default=defaults.get("max_steps", 500))
