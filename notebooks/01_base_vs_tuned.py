@@ -134,9 +134,10 @@ def surprise(model, tok, f):
             "end of turn": -answer_logprob(model, tok, prompt + reply, end)}
 
 
-mean_surprise = {name: {part: float(np.mean([surprise(m, t, f)[part] for f in facts]))
-                        for part in surprise(m, t, facts[0])}
-                 for name, m, t in [("base", base, base_tok), ("chat", chat, chat_tok)]}
+mean_surprise = {}
+for name, m, t in [("base", base, base_tok), ("chat", chat, chat_tok)]:
+    per_fact = [surprise(m, t, f) for f in facts]
+    mean_surprise[name] = {part: float(np.mean([r[part] for r in per_fact])) for part in per_fact[0]}
 html_table([{"part of the reply": part, "base: surprise (nats)": round(mean_surprise["base"][part], 2),
              "chat: surprise (nats)": round(mean_surprise["chat"][part], 2),
              "base: p": round(float(np.exp(-mean_surprise["base"][part])), 3),

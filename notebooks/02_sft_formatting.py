@@ -384,7 +384,12 @@ fig = plots.grouped_bars(refusal_table, title="refusals, held-out things", xlabe
                          ylabel="share of replies that refuse", ylim=(0, 1.15))
 
 # %% [markdown]
-# REFUSAL_RESULT
+# The base model refuses nothing, in any phrasing: saying no is not something pre-training taught it,
+# and it continues the page as a quiz (table above). After tuning, the model refuses every held-out
+# weapon asked in the training phrasings, and most, but not all, asked in phrasings it never saw (0.72
+# on the bundled models), while refusing few benign requests (0.05). The behaviour reaches new
+# *things* through what the base knows about them; it reaches new *sentences* less reliably. That is
+# why real refusal data is written in many phrasings.
 
 # %% [markdown]
 # ## 7. Try it yourself
@@ -442,9 +447,10 @@ print("All checks passed.")
 # * The chat template is part of the model: train and prompt with the same one (`apply_chat_template`).
 # * Labels decide what is learned. Mask everything but the assistant's reply, and keep the end-of-turn
 #   token in the loss, or the model never learns to stop.
-# * Compare runs by held-out accuracy, not by loss averaged over different tokens.
+# * Compare runs by held-out accuracy, not by loss averaged over different tokens, and over several
+#   seeds: a gap smaller than the seed-to-seed spread is not a result.
 # * Packing removes padding waste; it is correct only with per-sequence attention and positions.
 # * Persona and refusals are just more SFT data — and generalise to new prompts through what the
-#   base model already knows.
+#   base model already knows (to new phrasings less reliably). The base model does not refuse.
 #
 # **Next:** lesson 3 asks how many of the model's weights need to change at all (LoRA).
