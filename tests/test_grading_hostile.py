@@ -197,7 +197,7 @@ except OSError as err:
     found.append(f'rmtree: {{err.strerror}}')
 """,
     "shared_folder": """
-for d in glob.glob('/tmp/*/conn'):  # the one host folder the sandbox shares: the kernel's sockets
+for d in glob.glob('/tmp/**/conn', recursive=True):  # the one host folder the sandbox shares: the kernel's sockets
     for name in ('fill', 'kernel.json'):
         try:
             with open(d + '/' + name, 'ab') as f:
