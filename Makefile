@@ -47,5 +47,7 @@ $(COMPAT_STAMP): pyproject.toml .ci/oldest.txt
 
 test-compat: $(COMPAT_STAMP)
 	# (no browser tests here: they need JupyterLab and Playwright, which this environment leaves out;
-	# no sabotage tests: they run lessons 2-5, which this environment does not run either)
-	$(COMPAT)/bin/python -m pytest --ignore=tests/test_browser.py --ignore=tests/test_checks_catch_sabotage.py tests notebooks/01_base_vs_tuned.ipynb
+	# no sabotage tests: they run lessons 2-5, which this environment does not run either; the grader's
+	# hostile suite and the mixed-precision tests exercise the OS sandbox and torch, which these pins leave as they are)
+	$(COMPAT)/bin/python -m pytest --ignore=tests/test_browser.py --ignore=tests/test_checks_catch_sabotage.py \
+		--ignore=tests/test_grading_hostile.py --ignore=tests/test_mixed_precision.py tests notebooks/01_base_vs_tuned.ipynb
