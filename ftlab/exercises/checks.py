@@ -145,12 +145,13 @@ def accuracy_agrees_with_a_measurement_on_other_questions(ns):
 def the_three_accuracies_are_measured(ns):
     from ftlab.world import World
 
+    values = {name: ns[name] for name in ("base_plain_acc", "base_acc", "chat_acc")}  # NameError first, if any
     qa = World(0).qa_eval()
     qs, ans = list(qa["question"][:30]), list(qa["answer"][:30])
     for name, model_name, as_chat in (("base_plain_acc", "tiny-base", False), ("base_acc", "tiny-base", True),
                                       ("chat_acc", "tiny-chat", True)):
         model, tok = _model(model_name)
-        _measured(name, ns[name], _generate_accuracy(model, tok, qs, ans, as_chat), 1 / 30,
+        _measured(name, values[name], _generate_accuracy(model, tok, qs, ans, as_chat), 1 / 30,
                   f"measure it on the {model_name.split('-')[1]} model, {'chat format' if as_chat else 'plain text'}.")
 
 
@@ -183,17 +184,19 @@ def sampling_probs_on_small_cases(ns):
         assert gap < 1e-5, f"temperature={t}, top_p={p}: a probability is off by {gap:.4f}"
 
 
-@_check(E1, "q4", "count the tokens whose probability is above 0 in sampling_probs(next_logits, T, 0.9).")
+@_check(E1, "q4", "count the tokens your sampling_probs gives a probability above 0, at each temperature, "
+                  "with top_p 0.9, for the next_logits given.")
 def candidate_counts_are_measured(ns):
     import torch
 
+    values = {name: ns[name] for name in ("n_cool", "n_hot")}
     model, tok = _model("tiny-base")
-    ids = tok("The capital of Japan is", return_tensors="pt", add_special_tokens=False)["input_ids"]
+    ids = tok("A country in Europe is", return_tensors="pt", add_special_tokens=False)["input_ids"]
     with torch.no_grad():
         logits = model(ids).logits[0, -1]
     for name, t in (("n_cool", 0.7), ("n_hot", 1.5)):
         want = int((_sampling_reference(logits, t, 0.9) > 0).sum())
-        got = ns[name]
+        got = values[name]
         assert int(got) == want, f"{name} is {'too high' if int(got) > want else 'too low'} (a fresh count differs by {abs(int(got) - want)})"
 
 
@@ -608,18 +611,20 @@ def _icl_queries():
     return pool, list(zip(task["test"]["input"], task["test"]["output"]))[:20]
 
 
-@_check(E5, "q3", "k=0 is the bare 'x ->'; k=4 draws sample_demos(pool, 4, seed=i, exclude=x) for the i-th query.")
+@_check(E5, "q3", "k = 0 is the query line alone; for k = 4 each query gets its own draw of demonstrations, "
+                  "seeded by its position, never containing the query itself (lesson 5, section 2).")
 def accuracies_are_measured(ns):
     from ftlab.icl import accuracy, build_prompt, predict, sample_demos
 
+    got = {name: ns[name] for name in ("acc_k0", "acc_k4")}
     base, tok = _model("tiny-base")
     pool, queries = _icl_queries()
     answers = [y for _, y in queries]
     k0 = accuracy(predict(base, tok, [f"{x} ->" for x, _ in queries], with_probability=False), answers)
     k4 = accuracy(predict(base, tok, [build_prompt(tok, sample_demos(pool, 4, seed=i, exclude=x), x, 256).text
                                       for i, (x, _) in enumerate(queries)], with_probability=False), answers)
-    _measured("acc_k0", ns["acc_k0"], k0, 1 / 20, "the 20 first test pairs, bare prompts.")
-    _measured("acc_k4", ns["acc_k4"], k4, 1 / 20, "the 20 first test pairs, 4 demonstrations each.")
+    _measured("acc_k0", got["acc_k0"], k0, 1 / 20, "the 20 first test pairs, bare prompts.")
+    _measured("acc_k4", got["acc_k4"], k4, 1 / 20, "the 20 first test pairs, 4 demonstrations each.")
 
 
 # repeated runs with 1 and 2 threads land this close (exercises/README.md)
@@ -664,11 +669,12 @@ def break_even_small_cases(ns):
     assert _close(got, 100.0), f"1,000 training tokens, prompts of 40 vs 10 tokens: {got:g} queries is wrong"
 
 
-@_check(E5, "q4", "train with finetune(32) as given, ask the 20 queries with bare prompts, read num_tokens from the "
-                  "log, and average the prompt lengths over the same 20 queries.")
+@_check(E5, "q4", "train with the given finetune on 32 pairs, ask the 20 queries with bare prompts, read the tokens "
+                  "TRL logged, and average the prompt lengths over the same 20 queries.")
 def the_fine_tuning_side_is_measured(ns):
+    got = {name: ns[name] for name in ("acc_ft", "train_tokens", "queries_k4")}
     acc, tokens, icl, ft = _finetune_reference()
-    _measured("acc_ft", ns["acc_ft"], acc, FT_TOLERANCE, "bare prompts 'x ->' on the 20 queries.")
-    _measured("train_tokens", ns["train_tokens"], tokens, 0.5, "the largest num_tokens TRL logged.")
+    _measured("acc_ft", got["acc_ft"], acc, FT_TOLERANCE, "bare prompts 'x ->' on the 20 queries.")
+    _measured("train_tokens", got["train_tokens"], tokens, 0.5, "the largest num_tokens TRL logged.")
     want = 3 * tokens / (icl - ft)
-    _measured("queries_k4", ns["queries_k4"], want, 1e-6 * want, "with your break_even and the mean prompt lengths.")
+    _measured("queries_k4", got["queries_k4"], want, 1e-6 * want, "with your break_even and the mean prompt lengths.")
