@@ -432,7 +432,7 @@ def _forgetting_reference() -> tuple[float, float, float]:
     return tuple(out)
 
 
-# runs repeated with 1 and 2 threads land this close (exercises/README.md)
+# runs repeated with 1 and 2 threads land this close (exercises/QUESTIONS.md)
 FORGET_TOLERANCE = 0.03
 
 
@@ -627,7 +627,7 @@ def accuracies_are_measured(ns):
     _measured("acc_k4", got["acc_k4"], k4, 1 / 20, "the 20 first test pairs, 4 demonstrations each.")
 
 
-# repeated runs with 1 and 2 threads land this close (exercises/README.md)
+# repeated runs with 1 and 2 threads land this close (exercises/QUESTIONS.md)
 FT_TOLERANCE = 0.1
 
 
