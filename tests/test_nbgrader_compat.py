@@ -35,14 +35,17 @@ def _nbgrader_python() -> str | None:
     return None
 
 
-def _env() -> dict:
-    return {**os.environ, "PYTHONPATH": str(ROOT), "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1",
-            "PYTHONDONTWRITEBYTECODE": "1"}
+def _env(python: str | None = None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1",
+           "PYTHONDONTWRITEBYTECODE": "1"}
+    if python:  # nbgrader runs its own commands (alembic) from its environment
+        env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
+    return env
 
 
 def _nbgrader(python: str, course: Path, *args: str) -> None:
     proc = subprocess.run([python, "-m", "nbgrader", *args, "--force", "--ExecutePreprocessor.timeout=600"],
-                          cwd=course, env=_env(), capture_output=True, text=True, timeout=1800)
+                          cwd=course, env=_env(python), capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, f"nbgrader {args[0]} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}"
 
 
@@ -78,7 +81,7 @@ def course(tmp_path_factory):
             shutil.copy(folder / f"{name}.ipynb", target / f"{name}.ipynb")
     _nbgrader(python, course, "autograde", ASSIGNMENT)
     out = subprocess.run([python, "-c", SCORES, f"sqlite:///{course / 'gradebook.db'}", ASSIGNMENT, *NAMES],
-                         env=_env(), capture_output=True, text=True, timeout=300)
+                         env=_env(python), capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
     return course, json.loads(out.stdout.strip().splitlines()[-1])
 
