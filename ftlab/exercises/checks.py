@@ -53,6 +53,13 @@ def _close(a: float, b: float, tol: float = 1e-5) -> bool:
 
 
 def _parameters(fn) -> list[str]:
+    """The positional parameter names of ``fn``; for a student's function seen through the grader's proxy,
+    read from its code object in the student's kernel (the proxy's own signature is ``*args, **kwargs``)."""
+    from ftlab.grading_proxy import RemoteObject
+
+    if isinstance(fn, RemoteObject):
+        code = fn._remote.request({"op": "getattr", "id": fn._id, "name": "__code__"})
+        return list(code.co_varnames)[: code.co_argcount]
     return list(inspect.signature(fn).parameters)
 
 
