@@ -163,14 +163,14 @@ def test_hostile_submissions_each_get_their_row(tmp_path):
         assert rows[name]["status"] == status, (name, rows[name])
     assert not Path("/tmp/ftlab-grader-escape.txt").exists()
     for name in ("fake_check.ipynb", "fake_allclose.ipynb", "fake_builtins.ipynb", "fake_audit.ipynb"):
-        assert rows[name]["q1"] == "0" and float(rows[name]["total"]) == 5, rows[name]  # q1 wrong, q2 and q3 right
+        assert rows[name]["q1"] == "0" and float(rows[name]["total"]) == 10, rows[name]  # q1 wrong (2 points), the others right
     assert float(rows["fake_cells.ipynb"]["total"]) == 0  # its later answer cells no longer run at all
-    assert float(rows["write_outside.ipynb"]["total"]) == 7 and float(rows["shell.ipynb"]["total"]) == 7
-    assert float(rows["Zoë 学生 🎓.ipynb"]["total"]) == 7 and float(rows["reordered.ipynb"]["total"]) == 7
-    assert float(rows["duplicated.ipynb"]["total"]) == 7
-    assert rows["deleted.ipynb"]["q2"] == "0" and float(rows["deleted.ipynb"]["total"]) == 4
-    assert float(rows["syntax.ipynb"]["total"]) == 5 and rows["syntax.ipynb"]["q1"] == "0"  # q2, q3 still graded
-    assert "dropped" in rows["output.ipynb"]["detail"] and float(rows["output.ipynb"]["total"]) == 7
+    assert float(rows["write_outside.ipynb"]["total"]) == 12 and float(rows["shell.ipynb"]["total"]) == 12
+    assert float(rows["Zoë 学生 🎓.ipynb"]["total"]) == 12 and float(rows["reordered.ipynb"]["total"]) == 12
+    assert float(rows["duplicated.ipynb"]["total"]) == 12
+    assert rows["deleted.ipynb"]["q2"] == "0" and float(rows["deleted.ipynb"]["total"]) == 9
+    assert float(rows["syntax.ipynb"]["total"]) == 10 and rows["syntax.ipynb"]["q1"] == "0"  # the others still graded
+    assert "dropped" in rows["output.ipynb"]["detail"] and float(rows["output.ipynb"]["total"]) == 12
     feedback = list((tmp_path / "grades-feedback").glob("*.md"))
     assert len(feedback) == len(expected)
     # a second run skips everything already graded; --force regrades

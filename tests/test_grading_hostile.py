@@ -356,8 +356,8 @@ def test_hostile_submissions_gain_nothing_leak_nothing_and_leave_nothing_running
         assert all(None not in r and r["exercise"] == "04_rlhf" and r["isolation"] == "bwrap" for r in read), read
         rows[csv_path] = {r["file"]: r for r in read}
     graded = rows[out]
-    assert graded["honest.ipynb"]["status"] == "ok" and graded["honest.ipynb"]["total"] == "7", graded["honest.ipynb"]
-    assert rows[slow_out]["honest.ipynb"]["total"] == "7", rows[slow_out]["honest.ipynb"]
+    assert graded["honest.ipynb"]["status"] == "ok" and graded["honest.ipynb"]["total"] == "12", graded["honest.ipynb"]
+    assert rows[slow_out]["honest.ipynb"]["total"] == "12", rows[slow_out]["honest.ipynb"]
     report = {}
     for name in ATTACKS:
         row = graded[f"{name}.ipynb"]
