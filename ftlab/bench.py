@@ -137,14 +137,16 @@ def _trainer_run(model, tok, texts, profile, peft_config, steps: int, k: int, ba
 
 
 def _hand_run(model, batches, args, k: int) -> float:
-    """The same steps written by hand: forward with labels, backward, clip, AdamW, schedule. Seconds over steps k+1..N."""
+    """The same steps written by hand: forward with labels, backward, clip, AdamW (fused if the trainer's is),
+    schedule. Seconds over steps k+1..N."""
     import torch
     from transformers import get_scheduler
 
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon, weight_decay=args.weight_decay)
+                                  eps=args.adam_epsilon, weight_decay=args.weight_decay,
+                                  fused=str(args.optim).endswith("adamw_torch_fused") or None)  # as the trainer's
     schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
                              num_training_steps=len(batches))
     device = next(model.parameters()).device
