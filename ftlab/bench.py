@@ -170,7 +170,7 @@ def _real_tokens(batches) -> int:
     return int(sum(int(b["attention_mask"].sum()) if "attention_mask" in b else b["input_ids"].numel() for b in batches))
 
 
-def training_throughput(lora: bool, steps: int = 24, k: int = 4, batch: int = 16, seq_len: int = 128,
+def training_throughput(lora: bool, steps: int = 20, k: int = 4, batch: int = 16, seq_len: int = 128,
                         repeats: int = 3, peak: float | None = None) -> dict:
     """Real tokens per second of ``train_sft`` and of a hand-written loop doing the same work, measured
     ``repeats`` times alternating; ratio = ftlab / hand, median and min-max over the pairs. With ``peak``
