@@ -167,16 +167,23 @@ def export_recipe_cmd(args) -> int:
 
 
 def bench_cmd(args) -> int:
-    from ftlab.bench import run
+    from ftlab import bench
 
-    results = run(lessons=not args.no_lessons)
+    if args.write_readme:  # README's figures come from one saved run, never typed by hand
+        bench.write_readme(bench.load_results(args.write_readme))
+        print(f"README.md: benchmark block written from {args.write_readme}")
+        return 0
+    results = bench.run(lessons=not args.no_lessons)
+    if args.out:
+        Path(args.out).write_text(json.dumps(results, indent=2) + "\n")
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         print("| measurement | value |\n|---|---|")
         for key, value in results.items():
             print(f"| {key} | {value} |")
-    return 0
+    failed = results.get("lessons failed")
+    return 1 if failed else 0
 
 
 def colab_cmd(args) -> int:
@@ -272,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("bench", help="measure this machine: load times, training throughput vs a hand loop, grading, lessons")
     p.add_argument("--json", action="store_true")
     p.add_argument("--no-lessons", action="store_true", help="skip running every lesson notebook (about 4 minutes)")
+    p.add_argument("--out", help="also save the results as JSON in this file (e.g. benchmarks.json)")
+    p.add_argument("--write-readme", nargs="?", const="benchmarks.json", metavar="JSON",
+                   help="measure nothing: write README's benchmark block from a saved run (default benchmarks.json)")
     p.set_defaults(func=bench_cmd)
     p = sub.add_parser("colab", help="give every lesson and exercise its Open-in-Colab badge and set-up cell")
     p.add_argument("--root", default=".", help="the repository's root folder")

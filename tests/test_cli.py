@@ -4,6 +4,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 ENV = {**os.environ, "FTLAB_PROFILE": "cpu"}
 
 
@@ -58,5 +60,62 @@ def test_bench_parts_measure_real_things():
                           "load tiny-chat, fresh process, imports included (s)"}
     assert all(0 < v < 60 for v in times.values())
     assert "cores" in bench.machine()
-    ratio = bench.training_throughput(lora=True, steps=4, batch=4, seq_len=32)
-    assert ratio["LoRA tokens/s, ftlab (TRL)"] > 0 and 0 < ratio["LoRA ratio ftlab / hand"] < 5
+    out = bench.training_throughput(lora=True, steps=3, k=1, batch=2, seq_len=16, repeats=1, peak=bench.peak_flops(256))
+    assert out["LoRA real tokens/s, ftlab (TRL), median"] > 0 and 0 < out["LoRA ratio ftlab / hand, median"] < 5
+    assert 0 < out["LoRA MFU, ftlab (% of peak)"] < 100
+
+
+def test_bench_hand_loop_gets_the_trainers_batches_and_clock(monkeypatch):
+    """The two sides see the same batches (recorded from the trainer's collator) and the same number of timed steps."""
+    from ftlab import bench
+
+    seen = {}
+    real = bench._hand_run
+
+    def spy(model, batches, args, k):
+        seen["batches"], seen["k"], seen["args"] = batches, k, args
+        return real(model, batches, args, k)
+
+    monkeypatch.setattr(bench, "_hand_run", spy)
+    bench.training_throughput(lora=False, steps=3, k=1, batch=2, seq_len=16, repeats=1)
+    assert len(seen["batches"]) == 3 and seen["k"] == 1 and seen["args"].max_grad_norm > 0
+    masks = [b["attention_mask"] for b in seen["batches"]]
+    assert any((m == 0).any() for m in masks), "the benchmark's batches should carry padding"
+    assert bench._real_tokens(seen["batches"]) == sum(int(m.sum()) for m in masks)
+
+
+def test_lesson_times_report_a_failed_lesson_as_failed():
+    from ftlab import bench
+
+    xml = """<testsuites><testsuite>
+      <testcase classname="notebooks.01_a" name="01_a.ipynb" file="notebooks/01_a.ipynb" time="3.21"/>
+      <testcase classname="notebooks.02_b" name="02_b.ipynb" file="notebooks/02_b.ipynb" time="9.5">
+        <failure message="AssertionError">boom</failure></testcase></testsuite></testsuites>"""
+    out = bench.parse_junit(xml)
+    assert out["lesson 01_a.ipynb (s)"] == 3.2
+    assert out["lesson 02_b.ipynb"] == "failed after 9.5 s" and "lesson 02_b.ipynb (s)" not in out
+    assert out["all passed lessons (s)"] == 3.2 and out["lessons failed"] == ["02_b.ipynb"]
+
+
+def test_readme_benchmark_figures_come_from_benchmarks_json():
+    from ftlab import bench
+
+    readme = (bench.ROOT / "README.md").read_text()
+    block = bench.render(bench.load_results())
+    assert block in readme, "README's benchmark block is stale: run `ftlab bench --write-readme`"
+    outside = readme.replace(block, "")
+    assert "tokens/s" not in outside.split("## Benchmarks")[1].split("## ")[0].replace("tokens per second", "")
+
+
+def test_write_readme_replaces_only_the_marked_block(tmp_path):
+    from ftlab import bench
+
+    readme = tmp_path / "README.md"
+    readme.write_text(f"before\n{bench.START}\nold figures\n{bench.END}\nafter\n")
+    bench.write_readme({"date": "2026-01-01", "machine": "m", "SFT ratio ftlab / hand, median": 0.9}, readme)
+    text = readme.read_text()
+    assert text.startswith("before\n") and text.endswith("after\n") and "old figures" not in text
+    assert "| SFT ratio ftlab / hand, median | 0.9 |" in text
+    readme.write_text("no markers")
+    with pytest.raises(ValueError, match="markers"):
+        bench.write_readme({}, readme)
