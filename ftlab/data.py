@@ -87,7 +87,7 @@ class Report:
         return out | {"max": lengths[-1]}
 
     def summary(self) -> str:
-        lines = [f"{self.source}: {self.format}, {self.rows} rows read, {self.kind}",
+        lines = [f"{os.path.basename(self.source) or self.source}: {self.format}, {self.rows} rows read, {self.kind}",
                  "shape: " + (", ".join(f"{name} ({n})" for name, n in sorted(self.shapes.items(), key=lambda x: -x[1]))
                               or "none recognised"),
                  f"rows: {self.kept} kept ({self.fixed} of them fixed), {self.refused} refused"]
