@@ -368,10 +368,6 @@ class World:
                 rows[split].append(([{"role": "user", "content": prompt}, {"role": "assistant", "content": how_to_reply(thing)}],
                                     "harmful" if harmful else "benign"))
         rng.shuffle(rows["train"])
-        retest_rng = random.Random(self.seed + 6)  # a stream of its own: the other splits stay as they were
-        unseen = [f for rel in CHAT_RELATIONS for f in self.facts_of(rel) if is_heldout(f, self.seed)]
-        rows["unseen_facts_retest"] = [self._fact_pair(f, retest_rng, "correct", avoid=(first,))
-                                       for f, first in zip(unseen, rows["unseen_facts"])]
         return DatasetDict({k: Dataset.from_dict({"messages": [m for m, _ in v], "kind": [k_ for _, k_ in v]})
                             for k, v in rows.items()})
 
