@@ -508,7 +508,9 @@ for bad in (dict(r=4, targets=["query", "value"]), dict(r=500, targets=["q_proj"
 # ## 6. Check: what this lesson claims, measured
 
 # %%
-every_run = [r for runs in sweep.values() for r in runs] + [r for runs in by_seed.values() for r in runs[1:]] + [
+# the runs compared below: each method at its chosen rate (every seed) and the ranks/targets grid. The sweep's
+# other rates are left out: a rate three times too high may wreck the model (accuracy 0), which is what a sweep is for.
+every_run = list(chosen.values()) + [r for runs in by_seed.values() for r in runs[1:]] + [
     r for name, r in grid.items() if name not in ("full", "LoRA r=16 all-linear")]
 html_table([{"measurement": k, "value": v} for k, v in {
     "max |scratch LoRA - PEFT|": scratch_vs_peft,
@@ -527,12 +529,15 @@ html_table([{"measurement": k, "value": v} for k, v in {
 # %%
 # CHECK
 assert scratch_vs_peft < 1e-5
-# a comparison, not a ceiling: no run answers every held-out element, and none is stuck at zero
+# a comparison, not a ceiling: no compared run answers every held-out element, and none is stuck at zero
 assert all(0 < r["domain"] < 1 for r in every_run), [(r["lr"], r["domain"]) for r in every_run]
 # both methods learn the domain within the budget (over three seeds, every seed)
 assert all(s["domain"].min() >= before["domain"] + 0.2 for s in summary.values()), summary
 # LoRA's economics: a small share of the parameters, a small file, less memory
-assert costs[1]["trainable"] <= 0.05 * costs[0]["trainable"] and costs[1]["disk MiB"] <= 0.05 * costs[0]["disk MiB"]
+# (on this 2.2M-parameter model r = 16 on every linear layer is about 11% of the weights; on a wider
+# model the same adapter is a smaller share)
+assert costs[1]["trainable"] <= 0.15 * costs[0]["trainable"] and costs[1]["disk MiB"] <= 0.15 * costs[0]["disk MiB"], \
+    (costs[1]["trainable"] / costs[0]["trainable"], costs[1]["disk MiB"] / costs[0]["disk MiB"])
 assert costs[1]["peak MiB"] < costs[0]["peak MiB"], (costs[1]["peak MiB"], costs[0]["peak MiB"])
 # the adapter is what knows the domain: switched off, the shared base is back where tiny-chat started
 assert switched["r16-all"] >= switched["off"] + 0.2 and abs(switched["off"] - before["domain"]) <= 0.05, switched

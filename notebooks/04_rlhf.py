@@ -248,7 +248,9 @@ fig.tight_layout()
 # whatever the question. Wrong facts are the hard axis: the reward model must *know* the fact. On
 # right-vs-wrong pairs about facts no preference covered it scores about what a coin flip would
 # (0.5): it has not learned "this fact is wrong", only which facts its pairs called right, and
-# your labels help exactly the facts they covered. **A reward model only knows what its
+# 24 labels are few: the table above shows how much (or how little) they moved accuracy on new pairs
+# about the facts they covered. With 24 pairs one pair is 0.04, so a gap of a few pairs is within
+# noise, and this lesson does not claim an effect. **A reward model only knows what its
 # preference data taught it.** That weakness is what RL will find.
 #
 # ## 4. Online RL against the reward model, with a KL leash (RLOO)
@@ -434,8 +436,7 @@ free_probe = rl[0.0]["probe"]
 assert abs(ours.item() - theirs.item()) < 1e-5                          # our Bradley–Terry loss is TRL's
 assert test_acc.accuracy >= 0.80, test_acc                              # the reward model generalises to new pairs
 assert retest_acc["world's pairs only"][1] <= 0.70, retest_acc          # ... not to facts no pair covers
-if len(mine) >= 12:                                                     # your labels teach the facts they cover
-    assert retest_acc["world's + your pairs"][0] >= retest_acc["world's pairs only"][0] + 0.15, retest_acc
+# (no check on what your 24 labels change: a gap of a few pairs in 24 is within noise, see section 3)
 assert leashed["score"] > results["SFT"]["score"] + 0.2, results["SFT"]  # RL raises the reward ...
 assert leashed["true"] >= results["SFT"]["true"]                        # ... and, leashed, the truth does not fall
 assert free["score"] > leashed["score"]                                 # unleashed, the reward rises further ...
