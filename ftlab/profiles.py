@@ -93,7 +93,7 @@ def model_label(name: str) -> str:
     return name
 
 
-CPU_STEPS = {"sft": 100, "lora": 150, "reward": 100, "rl": 40, "dpo": 40}
+CPU_STEPS = {"sft": 100, "lora": 150, "reward": 100, "rl": 60, "dpo": 40}
 # sized for a T4 with SmolLM2-135M: each lesson's training under ~9 minutes (tests/test_profiles.py has the sums)
 GPU_STEPS = {"sft": 150, "lora": 150, "reward": 100, "rl": 25, "dpo": 100}
 # a 2M-parameter model trained from a small init wants large steps; a 135M pretrained one would be wrecked by them
