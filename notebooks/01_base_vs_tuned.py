@@ -42,6 +42,8 @@ if "google.colab" in sys.modules:
                     "ftlab @ git+https://github.com/ftlab-course/ftlab@main"], check=True)
 
 # %%
+from IPython.display import display
+
 import ftlab
 from ftlab import plots
 from ftlab.display import html_table
@@ -258,8 +260,8 @@ base_plain = {"mentions_answer": float(np.mean(said)), "ended_turn": float(np.me
               "accuracy": float(np.mean([m and g.stopped for m, g in zip(said, gens)]))}
 measures = {"chat, chat format": chat_qa.metrics | {"accuracy": chat_qa.accuracy},
             "base, chat format": base_qa.metrics | {"accuracy": base_qa.accuracy}, "base, plain question": base_plain}
-html_table([{"model, prompt": k, "n": chat_qa.n, "mentions the answer": v["mentions_answer"],
-             "ended its turn": v["ended_turn"], "correct (both)": v["accuracy"]} for k, v in measures.items()])
+display(html_table([{"model, prompt": k, "n": chat_qa.n, "mentions the answer": v["mentions_answer"],
+             "ended its turn": v["ended_turn"], "correct (both)": v["accuracy"]} for k, v in measures.items()]))
 print(f"base, plain-text facts: {base_facts.accuracy:.2f} of {base_facts.n}; chat, held-out facts only: "
       f"{chat_qa.metrics['accuracy_unseen_facts']:.2f} of {chat_qa.metrics['n_unseen_facts']}")
 

@@ -57,6 +57,7 @@ import matplotlib.pyplot as plt
 import torch
 from datasets import concatenate_datasets
 from datasets import Dataset
+from IPython.display import display
 
 import ftlab
 from ftlab import rlhf
@@ -345,13 +346,15 @@ html_table(rows)
 # ## 5. Reward hacking: what the leash is for
 #
 # All three runs raise the reward model's score. With the tight leash (β = 2) the true measure
-# rises with it. Without a leash (β = 0) the policy finds what the reward model fails to
-# dislike, and runs there: the score keeps climbing while the true measure falls, and the KL to
-# the SFT model grows by orders of magnitude (note the log axis). The table above shows what it
-# found. The KL penalty makes every step away from the SFT model cost reward, so the policy can
-# only move where the gain is real enough to pay for it. β is a knob, not a switch: TRL's default
-# is tuned for its usual per-token KL on real models, and its right value for *your* reward model
-# is something to measure, as here.
+# rises with it, a little (from about 0.36 to 0.44 of the replies). Without a leash (β = 0) the policy
+# finds what the reward model fails to dislike, and runs there: the score climbs highest while the
+# true measure falls to almost nothing, and the KL to the SFT model is many times the leashed
+# run's (note the log axes). The table above shows what it found: one stock reply, the same
+# for nearly every question, that the reward model scores above most right answers. TRL's default
+# β (0.05) is not much of a leash here either: its true measure fell too. That default is tuned for
+# real models' per-token KL; the right β for *your* reward model is something to measure, as here.
+# The KL penalty makes every step away from the SFT model cost reward, so the policy can only move
+# where the gain is real enough to pay for it.
 #
 # ## 6. DPO: the same preferences, no reward model, no sampling
 #
@@ -389,14 +392,20 @@ def mean_logprob(model, column):
     return rlhf.reply_logprobs(model, tok, test_pairs["prompt"], [m[-1]["content"] for m in test_pairs[column]]).mean().item()
 
 
-html_table([{"model": name, "log p(chosen)": round(mean_logprob(results[name]["model"], "chosen"), 2),
+display(html_table([{"model": name, "log p(chosen)": round(mean_logprob(results[name]["model"], "chosen"), 2),
              "log p(rejected)": round(mean_logprob(results[name]["model"], "rejected"), 2),
              "true measure": round(results[name]["true"], 3), "true measure, unseen facts": round(results[name]["true unseen"], 3)}
-            for name in ("SFT", "DPO", "DPO + SFT term")])
+            for name in ("SFT", "DPO", "DPO + SFT term")]))
 implicit = rlhf.implicit_reward_accuracy(results["DPO + SFT term"]["model"], sft, tok, test_pairs, beta=default_beta["DPOConfig"])
 print(f"DPO + SFT term: its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
 
 # %% [markdown]
+# What the table shows: plain DPO pushed the rejected replies far down (mean log-probability from about
+# −9 to −26) and the chosen ones slightly down as well (−2.37 to −2.48): the leak described above, small at
+# this budget. With the SFT term the chosen replies gained instead (to −1.69). Both raised the true
+# measure about equally (0.64 and 0.66, from SFT's 0.36), one training seed each: here the SFT term
+# changes the likelihoods, not the accuracy by a measurable amount.
+#
 # ## 7. Side by side
 #
 # Every model answered the same prompts with the same sampling seed. KL is measured the same
@@ -414,11 +423,11 @@ def win_over_sft(name):
     return rlhf.win_rate([float(s.true) for s in results[name]["samples"]], [float(s.true) for s in before])
 
 
-html_table([{"method": name, "reward model?": needs[name][0], "sampling?": needs[name][1],
+display(html_table([{"method": name, "reward model?": needs[name][0], "sampling?": needs[name][1],
              "reference model?": needs[name][2], "training time (s)": round(r["seconds"], 1),
              "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
              "true measure, unseen facts": round(r["true unseen"], 3), "win rate over SFT": round(win_over_sft(name), 2),
-             "KL to SFT (nats/reply)": round(r["kl"], 2)} for name, r in results.items()])
+             "KL to SFT (nats/reply)": round(r["kl"], 2)} for name, r in results.items()]))
 gap = results["DPO + SFT term"]["true"] - results["RLOO, β = 2"]["true"]
 print(f"DPO + SFT term vs RLOO (β = 2), true measure: {results['DPO + SFT term']['true']:.2f} vs "
       f"{results['RLOO, β = 2']['true']:.2f} (gap {gap:+.2f}).")
@@ -443,7 +452,7 @@ assert free["score"] > leashed["score"]                                 # unleas
 assert free["true"] < results["SFT"]["true"] - 0.10                     # ... while the truth falls: reward hacking
 assert free_probe.reward_points[-1][1] > free_probe.reward_points[0][1]  # the same, seen during the run
 assert free_probe.true_points[-1][1] < free_probe.true_points[0][1]
-assert free["kl"] > 10 * max(leashed["kl"], 0.1), (free["kl"], leashed["kl"])  # the leash is what kept it close
+assert free["kl"] > 4 * max(leashed["kl"], 0.1), (free["kl"], leashed["kl"])  # the leash is what kept it close
 assert win_over_sft("DPO + SFT term") >= 0.60                           # DPO beats SFT by the true measure
 print("All checks passed.")
 
@@ -457,7 +466,7 @@ print("All checks passed.")
 #   the reward model prefers. With a tight **KL penalty** to the starting model it improved both
 #   the reward and the true measure.
 # * Without the penalty it **hacked the reward**: the reward model's score rose while the replies
-#   got worse, and the KL to the starting model grew by orders of magnitude. A learned reward is
+#   got worse, and the KL to the starting model grew many times over. A learned reward is
 #   only trustworthy near the data it was trained on; the leash keeps the policy there.
 # * **DPO** improved on SFT from the same pairs with no reward model and no sampling, at the cost
 #   of being offline: it can only learn from the pairs it is given.

@@ -277,11 +277,10 @@ def test_lesson3_lora_explorer_follows_the_rank_slider(open_lesson):
     lesson.screenshot()
 
 
-@pytest.mark.skip(reason="lesson 4 is mid-rewrite: its reward-hacking check failed at 40 RL steps (see README); back in CI once it passes")
 def test_lesson4_preferences_labelled_by_clicks_train_the_lesson(open_lesson):
     """The learner's own path: run up to the labeller, click once and start over, label all 24 pairs with
-    real clicks (picking the reply the fact base calls right), then run the rest; the lesson's checks
-    (among them: the learner's labels raise the reward model's accuracy on those facts) must pass."""
+    real clicks (picking the reply the fact base calls right), then run the rest: the lesson trains with the
+    24 clicked labels (it says so) and its checks pass."""
     from ftlab.world import World
 
     unseen = World(seed=0).preferences()["unseen_facts"]

@@ -35,3 +35,34 @@ def test_lesson_has_a_paired_source_in_sync(ipynb):
     assert len(mine) == len(theirs), f"{hint} ({len(mine)} cells vs {len(theirs)})"
     for index, (a, b) in enumerate(zip(mine, theirs)):
         assert a == b, f"{hint} (first difference in cell {index}: {a[1][:80]!r} vs {b[1][:80]!r})"
+
+
+def _unshown_tables(source: str) -> list[int]:
+    """Lines where ``html_table(...)`` is a statement but not a cell's last one: its table is built and dropped."""
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:  # IPython magics; no lesson uses them today
+        return []
+    last = tree.body[-1] if tree.body else None
+    return [node.lineno for node in ast.walk(tree)
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)
+            and getattr(node.value.func, "id", "") == "html_table" and node is not last]
+
+
+def test_unshown_table_is_detected():
+    assert _unshown_tables("html_table(rows)\nprint(1)") == [1]
+    assert _unshown_tables("for r in rows:\n    html_table(r)") == [2]
+    assert _unshown_tables("x = 1\nhtml_table(rows)") == []
+    assert _unshown_tables("display(html_table(rows))\nprint(1)") == []
+
+
+@pytest.mark.parametrize("ipynb", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_every_table_a_lesson_builds_is_shown(ipynb):
+    """Only a cell's last expression is displayed: an ``html_table(...)`` anywhere else is silently lost."""
+    notebook = jupytext.read(ipynb)
+    lost = [(index, line) for index, cell in enumerate(notebook.cells) if cell.cell_type == "code"
+            for line in _unshown_tables(cell.source)]
+    assert not lost, (f"{ipynb.name}: html_table(...) built but never shown at (cell, line) {lost}; "
+                      "wrap it in display(...) or make it the cell's last line")
