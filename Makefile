@@ -7,10 +7,12 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ftlab-installed
-# torch's idle CPU threads sleep instead of spinning: on a shared or busy machine spinning threads made
-# lessons 5-20x slower (a 0.13 s training step took 11 s at load 8); on an idle one it costs nothing measurable
-OMP_WAIT_POLICY ?= PASSIVE
-export OMP_WAIT_POLICY
+# how long torch's CPU threads (GNU OpenMP) spin, waiting for each other, before they sleep. The default spin
+# (300,000 rounds) made 20 RLOO steps take 74 s instead of 14 s on a machine busy with other jobs (load 8);
+# never spinning (OMP_WAIT_POLICY=PASSIVE) made them take 11.6 s instead of 6.7 s on an idle one. 10,000 rounds:
+# 6.6 s idle, 13.9 s busy (20 RLOO steps of lesson 4's tiny models, 2 cores)
+GOMP_SPINCOUNT ?= 10000
+export GOMP_SPINCOUNT
 
 .PHONY: lab test test-real test-compat install nbgrader-env
 
@@ -53,10 +55,15 @@ $(COMPAT_STAMP): pyproject.toml .ci/oldest.txt
 test-compat: $(COMPAT_STAMP)
 	# (no browser tests here: they need JupyterLab and Playwright, which this environment leaves out;
 	# no sabotage tests: they run lessons 2-5, which this environment does not run either; the grader's
-	# hostile suite and the mixed-precision tests exercise the OS sandbox and torch, which these pins leave as they are)
+	# hostile suite and the mixed-precision tests exercise the OS sandbox and torch, which these pins leave as they are;
+	# the grader runs on the instructor's machine, not Colab: its two whole-course grading runs (about 6 minutes)
+	# stay in `make test`, and its quicker tests still run here)
 	$(COMPAT)/bin/python -m pytest --ignore=tests/test_browser.py --ignore=tests/test_checks_catch_sabotage.py \
 		--ignore=tests/test_grading_hostile.py --ignore=tests/test_mixed_precision.py \
-		--ignore=tests/test_nbgrader_compat.py tests notebooks/01_base_vs_tuned.ipynb
+		--ignore=tests/test_nbgrader_compat.py \
+		--deselect tests/test_grading.py::test_every_source_scores_full_marks_and_every_released_notebook_zero \
+		--deselect tests/test_grading.py::test_hostile_submissions_each_get_their_row \
+		tests notebooks/01_base_vs_tuned.ipynb
 
 # nbgrader pins its own Jupyter stack, so it gets its own environment. If it cannot be installed,
 # `make test` goes on and tests/test_nbgrader_compat.py skips, saying so.

@@ -182,7 +182,7 @@ class Kernel:
                "PYTHONNOUSERSITE": "1", "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1", "HF_HOME": f"{home}/.cache/huggingface", "XDG_CACHE_HOME": f"{home}/.cache",
                "MPLCONFIGDIR": f"{home}/.matplotlib", "IPYTHONDIR": f"{home}/.ipython",
-               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads),
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GOMP_SPINCOUNT": "10000",
                "FTLAB_GRADER_MEMORY_MB": str(memory_mb),
                "FTLAB_GRADER_CPU_S": str(int((deadline - time.monotonic()) * max(1, threads)) + 30)}
         argv = [sys.executable, "-m", "ftlab.grading_kernel", "-f", "{connection_file}"]
@@ -547,7 +547,7 @@ class _Worker:
     def _start(self) -> None:
         self.log = tempfile.TemporaryFile()
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
-                   FTLAB_PROFILE="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                   GOMP_SPINCOUNT="10000", FTLAB_PROFILE="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen([sys.executable, "-m", "ftlab.grading", "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, start_new_session=True, env=env)

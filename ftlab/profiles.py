@@ -93,13 +93,15 @@ def model_label(name: str) -> str:
     return name
 
 
-# lesson 4 trains two reward models, three RLOO policies and two DPO policies in its two minutes: 50/50/20 steps
-# (measured: reward-model held-out accuracy 0.9 at 50 steps; unleashed RLOO hacked the reward at 50 steps, not reliably at 40)
-CPU_STEPS = {"sft": 100, "lora": 150, "reward": 50, "rl": 50, "dpo": 20}
+# lesson 4 trains two reward models, three RLOO policies and two DPO policies in its two minutes: 40/30/12 steps
+# (measured: reward-model held-out accuracy 0.9 at 50 steps, 0.87 at 30; unleashed RLOO hacked the reward in 30
+# steps at 1e-3, not at 8e-4; DPO + SFT term won over SFT 0.62 of the time at 12 steps, under 0.60 at 8; a TRL
+# step of these tiny models costs about the same whatever the batch, so steps are the budget)
+CPU_STEPS = {"sft": 100, "lora": 150, "reward": 40, "rl": 30, "dpo": 12}
 # sized for a T4 with SmolLM2-135M: each lesson's training under ~9 minutes (tests/test_profiles.py has the sums)
 GPU_STEPS = {"sft": 150, "lora": 150, "reward": 100, "rl": 25, "dpo": 100}
 # a 2M-parameter model trained from a small init wants large steps; a 135M pretrained one would be wrecked by them
-CPU_LR = {"sft": 1e-3, "lora": 2e-3, "reward": 1e-3, "rl": 5e-4, "dpo": 3e-4}
+CPU_LR = {"sft": 1e-3, "lora": 2e-3, "reward": 1e-3, "rl": 1e-3, "dpo": 3e-4}
 GPU_LR = {"sft": 5e-5, "lora": 2e-4, "reward": 2e-5, "rl": 3e-6, "dpo": 1e-6}
 
 

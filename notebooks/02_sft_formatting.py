@@ -231,6 +231,10 @@ html_table([{"question": rows_no_eot[i]["prompt"], "without end-of-turn in loss"
 # ("The opposite is Rome."). Accuracy counts a reply that names the right answer and ends its turn,
 # whatever its wording.
 
+# %%
+# CHECK: only the run with <|im_end|> in its loss learned to end its turn
+assert stop_no_eot < 0.5 and stop_eot > 0.9, (stop_no_eot, stop_eot)
+
 # %% [markdown]
 # ## 4. Masked vs unmasked loss, same budget
 #
@@ -458,7 +462,7 @@ html_table([{"measurement": k, "value": v} for k, v in {
 # %%
 # CHECK
 assert masks_equal
-assert stop_no_eot < 0.5 and stop_eot > 0.9, (stop_no_eot, stop_eot)
+# (the end-of-turn check ran in section 3)
 # both arms learned to answer (well above the base, which answers almost none in the chat format), neither at 1.00
 assert all(0.2 <= a < 1.0 for accs in accuracy.values() for a in accs), accuracy
 # masking wins on every seed (same examples, same order) by more than 0.1, and the gap between the means is

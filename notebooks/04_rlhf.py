@@ -232,6 +232,13 @@ html_table([{"axis": axis, f"held-out pairs ({len(prefs['test'])})": acc,
             for axis, acc in test_acc.by_axis.items()])
 
 # %%
+# CHECK: our Bradley–Terry loss is TRL's; the reward model ranks new pairs as people did (>= 0.80), and on
+# right-vs-wrong pairs about facts no pair covers it does no better than about a coin flip (<= 0.70)
+assert abs(ours.item() - theirs.item()) < 1e-5
+assert test_acc.accuracy >= 0.80, test_acc
+assert retest_acc["world's pairs only"][1] <= 0.70, retest_acc
+
+# %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
 axes_names = sorted(test_acc.by_axis)
 margins = test_acc.margins.numpy()
@@ -346,13 +353,15 @@ html_table(rows)
 # ## 5. Reward hacking: what the leash is for
 #
 # All three runs raise the reward model's score. With the tight leash (β = 2) the true measure
-# rises with it, a little (from about 0.36 to 0.44 of the replies). Without a leash (β = 0) the policy
-# finds what the reward model fails to dislike, and runs there: the score climbs highest while the
-# true measure falls to almost nothing, and the KL to the SFT model is many times the leashed
-# run's (note the log axes). The table above shows what it found: one stock reply, the same
-# for nearly every question, that the reward model scores above most right answers. TRL's default
-# β (0.05) is not much of a leash here either: its true measure fell too. That default is tuned for
-# real models' per-token KL; the right β for *your* reward model is something to measure, as here.
+# stays where the SFT model had it (0.36 before, 0.39 after: about one standard error of sampling
+# noise, so "held", not "rose"). Without a leash (β = 0) the policy finds what the reward model fails
+# to dislike, and runs there: the score climbs while the true measure falls to almost nothing (0.02),
+# and the KL to the SFT model is many times the leashed run's (note the log axes). The table above
+# shows what it found: for the capital questions shown, a confident "The capital is …", usually naming
+# the wrong city, which the reward model scores like a right answer: it learned the form of a good reply, and
+# knows only the facts its pairs covered. TRL's default β (0.05) is not much of a leash here either:
+# its true measure fell to 0.12. That default is tuned for real models' per-token KL; the right β
+# for *your* reward model is something to measure, as here.
 # The KL penalty makes every step away from the SFT model cost reward, so the policy can only move
 # where the gain is real enough to pay for it.
 #
@@ -400,11 +409,12 @@ implicit = rlhf.implicit_reward_accuracy(results["DPO + SFT term"]["model"], sft
 print(f"DPO + SFT term: its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
 
 # %% [markdown]
-# What the table shows: plain DPO pushed the rejected replies far down (mean log-probability from about
-# −9 to −26) and the chosen ones slightly down as well (−2.37 to −2.48): the leak described above, small at
-# this budget. With the SFT term the chosen replies gained instead (to −1.69). Both raised the true
-# measure about equally (0.64 and 0.66, from SFT's 0.36), one training seed each: here the SFT term
-# changes the likelihoods, not the accuracy by a measurable amount.
+# What the table shows: at this short budget (12 steps) plain DPO did not leak. It pushed the rejected
+# replies far down (mean log-probability from about −9 to −17) and the chosen ones *up* (−2.37 to −2.07);
+# with the SFT term the numbers are much the same (−2.11 and −14.5). Whether the leak appears depends on how
+# long DPO trains, once the rejected replies are already unlikely: try `max_steps=40` in `train_dpo` and
+# compare log p(chosen). Both raised the true measure about equally (0.64 and 0.60, from SFT's 0.36),
+# one training seed each: here the SFT term makes no measurable difference.
 #
 # ## 7. Side by side
 #
@@ -442,12 +452,11 @@ print("so this lesson does not rank DPO against RLOO; both are compared with SFT
 # CHECK
 leashed, free = results["RLOO, β = 2"], results["RLOO, β = 0"]
 free_probe = rl[0.0]["probe"]
-assert abs(ours.item() - theirs.item()) < 1e-5                          # our Bradley–Terry loss is TRL's
-assert test_acc.accuracy >= 0.80, test_acc                              # the reward model generalises to new pairs
-assert retest_acc["world's pairs only"][1] <= 0.70, retest_acc          # ... not to facts no pair covers
-# (no check on what your 24 labels change: a gap of a few pairs in 24 is within noise, see section 3)
+# (the reward model's checks ran in section 3; none on what your 24 labels change: a gap of a few pairs in 24 is
+# within noise, see section 3)
 assert leashed["score"] > results["SFT"]["score"] + 0.2, results["SFT"]  # RL raises the reward ...
-assert leashed["true"] >= results["SFT"]["true"]                        # ... and, leashed, the truth does not fall
+assert leashed["true"] >= results["SFT"]["true"] - 0.10                 # ... and, leashed, the truth does not fall
+# (beyond sampling noise: 168 replies give a standard error of about 0.04 on each true measure)
 assert free["score"] > leashed["score"]                                 # unleashed, the reward rises further ...
 assert free["true"] < results["SFT"]["true"] - 0.10                     # ... while the truth falls: reward hacking
 assert free_probe.reward_points[-1][1] > free_probe.reward_points[0][1]  # the same, seen during the run
@@ -463,8 +472,8 @@ print("All checks passed.")
 #   it generalises to new pairs about what its data covered, and no better than a coin flip on
 #   right-vs-wrong facts it was never shown; labels about those facts (yours) are what fixes that.
 # * **Online RL** (RLOO here; PPO in the original papers) samples replies and pushes up the ones
-#   the reward model prefers. With a tight **KL penalty** to the starting model it improved both
-#   the reward and the true measure.
+#   the reward model prefers. With a tight **KL penalty** to the starting model it raised the reward
+#   and kept the true measure where it was.
 # * Without the penalty it **hacked the reward**: the reward model's score rose while the replies
 #   got worse, and the KL to the starting model grew many times over. A learned reward is
 #   only trustworthy near the data it was trained on; the leash keeps the policy there.

@@ -3,8 +3,8 @@ import os
 import pytest
 
 os.environ.setdefault("FTLAB_PROFILE", "cpu")
-# idle torch threads sleep instead of spinning (see Makefile): the lesson kernels inherit it
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# torch's threads spin only briefly before they sleep (see Makefile): the lesson kernels inherit it
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 # lesson 4 under nbmake: nobody clicks its preference widget, so its next cell labels the pairs from code
 # (only when this is set; a learner's Run All waits for real labels). tests/test_browser.py unsets it.
 os.environ.setdefault("FTLAB_AUTOLABEL", "1")
