@@ -248,9 +248,12 @@ def parse_junit(xml_text: str) -> dict:
     ``{"lesson NAME": "failed after S s"}`` for one that failed or errored; the total counts passed lessons only."""
     times, failed = {}, []
     for case in ET.fromstring(xml_text).iter("testcase"):
-        name = Path((case.get("file") or case.get("classname", "").replace(".", "/") + ".ipynb").split("::")[0]).name
+        # nbmake names the test after the notebook (name="01_x.ipynb", classname="notebooks.01_x.ipynb");
+        # other reporters put the path in file= or a dotted classname
+        name = Path((case.get("name") or "").split("::")[0]).name
         if not name.endswith(".ipynb"):
-            name = (case.get("name") or name).split("::")[0]
+            name = Path((case.get("file") or case.get("classname", "").removesuffix(".ipynb").replace(".", "/")
+                         + ".ipynb").split("::")[0]).name
         seconds = round(float(case.get("time", 0)), 1)
         if any(case.find(tag) is not None for tag in ("failure", "error")):
             times[f"lesson {name}"] = f"failed after {seconds} s"
