@@ -146,7 +146,7 @@ def _hand_run(model, batches, args, k: int) -> float:
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
                                   eps=args.adam_epsilon, weight_decay=args.weight_decay,
-                                  fused=str(args.optim).endswith("adamw_torch_fused") or None)  # as the trainer's
+                                  fused=args.optim == "adamw_torch_fused" or None)  # as the trainer's
     schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
                              num_training_steps=len(batches))
     device = next(model.parameters()).device

@@ -6,6 +6,7 @@ plumbing (device, precision, output folder, logging) and records what happened.
 
 from __future__ import annotations
 
+import functools
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -47,11 +48,10 @@ def sft_config(profile, **overrides):
 
 def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=None, peft_config=None,
               quiet: bool = False, **overrides) -> TrainRun:
-    """Supervised fine-tuning with TRL's ``SFTTrainer``. ``overrides`` go into ``SFTConfig``;
-    a ``peft_config`` (e.g. ``peft.LoraConfig``) trains an adapter instead of every weight.
+    """Supervised fine-tuning with TRL's ``SFTTrainer`` (as ``sft_trainer_class`` computes its training loss).
+    ``overrides`` go into ``SFTConfig``; a ``peft_config`` (e.g. ``peft.LoraConfig``) trains an adapter instead
+    of every weight.
     ``quiet=True`` shows neither progress nor logs (for many short runs in a loop)."""
-    from trl import SFTTrainer
-
     from ftlab.formatting import check_conversations, check_template
 
     if "messages" in dataset.column_names or overrides.get("assistant_only_loss"):
@@ -64,9 +64,54 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     if peft_config is not None:
         overrides.setdefault("learning_rate", profile.learning_rates["lora"])
     config = sft_config(profile, quiet=quiet, **overrides)
-    trainer = SFTTrainer(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
-                         processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
+    trainer = sft_trainer_class()(model=model, args=config, train_dataset=dataset, eval_dataset=eval_dataset,
+                                  processing_class=tokenizer, callbacks=callbacks, peft_config=peft_config)
     return _run(trainer, quiet)
+
+
+@functools.cache
+def sft_trainer_class() -> type:
+    """TRL's ``SFTTrainer`` with the model's own loss in training: what ``train_sft`` builds.
+
+    TRL 1.16 computes the SFT loss through a chunked "fused" LM head that also works out, on every step,
+    each token's entropy and whether its label is the top-1 token (the ``entropy`` and
+    ``mean_token_accuracy`` metrics), and recomputes the logits in its backward pass. On the course's tiny
+    models on a CPU that costs about a fifth of a full fine-tuning step and a quarter of a LoRA step
+    (``ftlab bench``). The loss is the one the model computes from ``labels``: the summed negative
+    log-likelihood of the next tokens whose label is not -100, divided by their count in the batch (TRL's
+    dataset preparation and collator put -100 on padding, on prompts under ``assistant_only_loss`` or
+    completion-only loss, and on each packed sequence's first token). So a training step calls the model
+    with its labels, as a hand-written loop does, and counts ``num_tokens`` as TRL does; it logs no
+    ``entropy`` nor ``mean_token_accuracy`` (no lesson reads them). Evaluation, and anything that needs
+    TRL's own loss (another ``loss_type``, label smoothing, ``compute_loss_func``, an MoE auxiliary loss,
+    several processes or parallelism, vision data, PEFT prompt learning), keep TRL's ``compute_loss``."""
+    import torch
+    from trl import SFTTrainer
+
+    class ModelLossSFTTrainer(SFTTrainer):
+        def _trl_loss_needed(self, inputs: dict) -> bool:
+            peft = getattr(self.model, "active_peft_config", None)
+            return (not self.model.training or self.args.loss_type != "nll" or self.label_smoother is not None
+                    or self.compute_loss_func is not None or self.aux_loss_enabled or not self.model_accepts_loss_kwargs
+                    or self.accelerator.num_processes > 1 or self.accelerator.parallelism_config is not None
+                    or self._is_vision_dataset or getattr(peft, "is_prompt_learning", False)
+                    or "labels" not in inputs or "shift_labels" in inputs
+                    or not ("attention_mask" in inputs or "position_ids" in inputs))
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            if return_outputs or num_items_in_batch is None or self._trl_loss_needed(inputs):
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
+            # summed over the tokens with a label, divided by their count in the whole (accumulated) batch, at least 1:
+            # TRL's division, so gradient accumulation and a batch without a labelled token behave as in TRL
+            count = torch.as_tensor(num_items_in_batch).clamp(min=1)
+            loss = model(**{**inputs, "use_cache": False, "num_items_in_batch": count}).loss
+            # real tokens, padding excluded (a padding-free batch is one row with no padding), as TRL counts them
+            mask = inputs.get("attention_mask")
+            self._total_train_tokens += int(mask.sum()) if mask is not None else inputs["position_ids"].size(1)
+            self._metrics["train"]["num_tokens"] = [self._total_train_tokens]
+            return loss
+
+    return ModelLossSFTTrainer
 
 
 def _trainable_in_fp32(model) -> None:

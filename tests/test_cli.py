@@ -67,20 +67,30 @@ def test_bench_parts_measure_real_things():
     assert 0 < out["LoRA MFU, ftlab (% of peak)"] < 100
 
 
-def test_bench_hand_loop_gets_the_trainers_batches_and_clock(monkeypatch):
-    """The two sides see the same batches (recorded from the trainer's collator) and the same number of timed steps."""
+def test_bench_hand_loop_gets_the_trainers_batches_clock_and_optimizer(monkeypatch):
+    """The two sides see the same batches (recorded from the trainer's collator), the same number of timed steps
+    and the same AdamW implementation (the trainer's default is the fused one)."""
+    import torch
+
     from ftlab import bench
 
-    seen = {}
+    seen, fused = {}, []
     real = bench._hand_run
 
     def spy(model, batches, args, k):
         seen["batches"], seen["k"], seen["args"] = batches, k, args
         return real(model, batches, args, k)
 
+    class AdamW(torch.optim.AdamW):  # both sides build theirs from torch.optim.AdamW: trainer first, then the hand loop
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            fused.append(bool(self.defaults.get("fused")))
+
     monkeypatch.setattr(bench, "_hand_run", spy)
+    monkeypatch.setattr(torch.optim, "AdamW", AdamW)
     bench.training_throughput(lora=False, steps=3, k=1, batch=2, seq_len=16, repeats=1)
     assert len(seen["batches"]) == 3 and seen["k"] == 1 and seen["args"].max_grad_norm > 0
+    assert fused == [True, True], "the hand loop should use the trainer's (fused) AdamW"
     masks = [b["attention_mask"] for b in seen["batches"]]
     assert any((m == 0).any() for m in masks), "the benchmark's batches should carry padding"
     assert bench._real_tokens(seen["batches"]) == sum(int(m.sum()) for m in masks)
