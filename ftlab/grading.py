@@ -49,6 +49,7 @@ from pathlib import Path
 MAX_OUTPUT_BYTES = 2_000_000  # per submission; the rest of its output is dropped
 HARD_MARGIN_S = 60  # past the time budget, a worker that has not answered is killed
 NO_SANDBOX_NOTE = "graded WITHOUT a sandbox (--no-sandbox): the student's code ran unconfined"
+GOMP_SPINCOUNT = "10000"  # threads spin briefly, then sleep: fast when idle, no stall under load (see Makefile)
 
 
 class GradingError(ValueError):
@@ -182,7 +183,7 @@ class Kernel:
                "PYTHONNOUSERSITE": "1", "FTLAB_PROFILE": "cpu", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
                "HF_DATASETS_OFFLINE": "1", "HF_HOME": f"{home}/.cache/huggingface", "XDG_CACHE_HOME": f"{home}/.cache",
                "MPLCONFIGDIR": f"{home}/.matplotlib", "IPYTHONDIR": f"{home}/.ipython",
-               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GOMP_SPINCOUNT": "10000",
+               "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "GOMP_SPINCOUNT": GOMP_SPINCOUNT,
                "FTLAB_GRADER_MEMORY_MB": str(memory_mb),
                "FTLAB_GRADER_CPU_S": str(int((deadline - time.monotonic()) * max(1, threads)) + 30)}
         argv = [sys.executable, "-m", "ftlab.grading_kernel", "-f", "{connection_file}"]
@@ -547,7 +548,7 @@ class _Worker:
     def _start(self) -> None:
         self.log = tempfile.TemporaryFile()
         env = dict(os.environ, OMP_NUM_THREADS=str(self.threads), MKL_NUM_THREADS=str(self.threads),
-                   GOMP_SPINCOUNT="10000", FTLAB_PROFILE="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                   GOMP_SPINCOUNT=GOMP_SPINCOUNT, FTLAB_PROFILE="cpu", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                    TOKENIZERS_PARALLELISM="false")
         self.proc = subprocess.Popen([sys.executable, "-m", "ftlab.grading", "--serve"], stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, stderr=self.log, start_new_session=True, env=env)

@@ -225,7 +225,8 @@ html_table([{"method": f"ICL, k={k}", "prompt tokens per query": tokens_icl[k]} 
 print(f"ICL prompt tokens = {intercept:.1f} + {slope:.2f} * k  (R^2 = {r2:.4f}); fine-tuned: {tokens_bare:.1f}")
 print(f"median latency per query: 16-shot ICL {latency_icl * 1000:.1f} ms, fine-tuned bare prompt {latency_ft * 1000:.1f} ms")
 # On a 2M-parameter model most of the time per query is fixed overhead (Python, the generation loop),
-# so the measured gap is small; the token count is what scales with model size and traffic.
+# so the measured gap in time is far smaller than the gap in prompt tokens; the token count is what
+# scales with model size and traffic.
 
 # %% [markdown]
 # **Total compute, training included.** A forward pass costs about 2·N FLOPs per token for a model of N

@@ -80,6 +80,7 @@ def test_self_check_reports_pass_fail_and_unanswered(capsys):
         ex.check("q9", _namespace=good)
 
 
+@pytest.mark.whole_course
 def test_every_source_scores_full_marks_and_every_released_notebook_zero(tmp_path):
     import shutil
 
@@ -130,6 +131,7 @@ HOSTILE = {
 }
 
 
+@pytest.mark.whole_course
 def test_hostile_submissions_each_get_their_row(tmp_path):
     source = nbformat.read(str(SOURCES / "04_rlhf.ipynb"), as_version=4)
     folder = tmp_path / "submissions"
