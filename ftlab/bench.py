@@ -244,6 +244,9 @@ def grading_throughput(n: int = 4) -> dict:
     return out
 
 
+LESSON_BUDGET_S = 120  # every lesson runs top to bottom in under 2 minutes on 2 CPU cores
+
+
 def parse_junit(xml_text: str) -> dict:
     """Per-lesson results from pytest's JUnit XML: ``{"lesson NAME (s)": seconds}`` for a passed lesson,
     ``{"lesson NAME": "failed after S s"}`` for one that failed or errored; the total counts passed lessons only."""
@@ -267,6 +270,9 @@ def parse_junit(xml_text: str) -> dict:
     if passed:
         times["all passed lessons (s)"] = round(sum(passed), 1)
     times["lessons failed"] = failed
+    times[f"lessons over the {LESSON_BUDGET_S} s budget"] = [key.removeprefix("lesson ").removesuffix(" (s)")
+                                                           for key, v in times.items() if key.startswith("lesson ")
+                                                           and isinstance(v, float) and v > LESSON_BUDGET_S]
     return times
 
 

@@ -104,12 +104,14 @@ def test_lesson_times_report_a_failed_lesson_as_failed():
       <testcase classname="notebooks.02_b" name="02_b.ipynb" file="notebooks/02_b.ipynb" time="9.5">
         <failure message="AssertionError">boom</failure></testcase>
       <testcase classname="notebooks.03_c.ipynb" name="03_c.ipynb" time="4.0"/>
-      <testcase classname="notebooks.04_d.ipynb" name="04_d.ipynb" time="5.0"/></testsuite></testsuites>"""
+      <testcase classname="notebooks.04_d.ipynb" name="04_d.ipynb" time="5.0"/>
+      <testcase classname="notebooks.05_e.ipynb" name="05_e.ipynb" time="121.0"/></testsuite></testsuites>"""
     out = bench.parse_junit(xml)  # 03 and 04 as nbmake writes them: no file=, the classname ends in .ipynb
     assert out["lesson 03_c.ipynb (s)"] == 4.0 and out["lesson 04_d.ipynb (s)"] == 5.0
     assert out["lesson 01_a.ipynb (s)"] == 3.2
     assert out["lesson 02_b.ipynb"] == "failed after 9.5 s" and "lesson 02_b.ipynb (s)" not in out
-    assert out["all passed lessons (s)"] == 12.2 and out["lessons failed"] == ["02_b.ipynb"]
+    assert out["all passed lessons (s)"] == 133.2 and out["lessons failed"] == ["02_b.ipynb"]
+    assert out["lessons over the 120 s budget"] == ["05_e.ipynb"]  # a slow lesson is named, not only timed
 
 
 def test_readme_benchmark_figures_come_from_benchmarks_json():
