@@ -4,12 +4,12 @@ peak FLOP/s that training reaches, grading throughput, and optionally each lesso
 nbmake runs it.
 
 The training comparison is fair by construction: the hand-written loop trains on the very batches the
-trainer's collator produced (recorded during the trainer's run), with AdamW and the trainer's betas,
-epsilon and weight decay, the same gradient clipping and the same learning-rate schedule. Both sides are
-timed over the same steps ``k+1..N`` (a ``TrainerCallback`` on the trainer side), so set-up, optimizer
-creation and the cold first steps are outside both clocks. Tokens per second counts real (non-padding)
-tokens. Each side runs ``repeats`` times, alternating (trainer, hand, trainer, hand, ...); the report gives
-the median and the spread (min-max) of the per-pair ratios."""
+trainer's collator produced, with AdamW and the trainer's betas, epsilon and weight decay, the same gradient
+clipping and the same learning-rate schedule. The two run in lockstep in one process (a ``TrainerCallback``
+takes the hand loop's step right after each trainer step), so they take turns step by step and a drift in the
+machine's speed hits both alike. Both are timed over the same steps ``k+1..N``, so set-up, optimizer creation
+and the cold first steps are outside both clocks. Tokens per second counts real (non-padding) tokens. The
+report gives the median and the spread (min-max) of the per-run ratios."""
 
 from __future__ import annotations
 
@@ -81,12 +81,52 @@ def _texts(tokenizer, rows: int, seq_len: int, seed: int = 0):
                                             for n in lengths]})
 
 
-def _step_clock(k: int, n: int):
-    """A ``TrainerCallback`` timing steps ``k+1..N``: the clock starts as step ``k+1`` begins and stops as step ``N`` ends."""
+class HandLoop:
+    """The trainer's step written by hand: forward with labels, backward, clip, AdamW (fused if the trainer's is,
+    with its betas, epsilon and weight decay), the trainer's learning-rate schedule."""
+
+    def __init__(self, model, args, steps: int):
+        import torch
+        from transformers import get_scheduler
+
+        model.train()
+        self.model, self.max_grad_norm = model, args.max_grad_norm
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(self.params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
+                                           eps=args.adam_epsilon, weight_decay=args.weight_decay,
+                                           fused=args.optim == "adamw_torch_fused" or None)  # as the trainer's
+        self.schedule = get_scheduler(args.lr_scheduler_type, self.optimizer, num_warmup_steps=args.warmup_steps,
+                                      num_training_steps=steps)
+        self.device = next(model.parameters()).device
+
+    def step(self, batch: dict) -> None:
+        import torch
+
+        with torch.enable_grad():
+            batch = {key: value.to(self.device) for key, value in batch.items()}
+            loss = self.model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"),
+                              labels=batch["labels"]).loss
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(self.params, self.max_grad_norm)
+            self.optimizer.step()
+            self.schedule.step()
+            self.optimizer.zero_grad(set_to_none=True)
+
+
+def _lockstep(hand_model, batches: list, k: int, n: int):
+    """A ``TrainerCallback`` that runs the hand-written loop in lockstep with the trainer: as each trainer step ends,
+    the hand loop takes the same step on the same batch (``batches``, filled by the trainer's collator). Both are
+    timed over steps ``k+1..N``: the hand loop's own steps, and the trainer's wall time from the start of step
+    ``k+1`` to the end of step ``N`` less the hand steps that ran inside it. So the two sides take turns step by
+    step and see the same machine, however its speed drifts."""
     from transformers import TrainerCallback
 
-    class StepClock(TrainerCallback):
-        start = stop = None
+    class Lockstep(TrainerCallback):
+        start = None
+        trainer_seconds = hand_seconds = 0.0
+
+        def on_train_begin(self, args, state, control, **kwargs):
+            self.hand = HandLoop(hand_model, args, n)
 
         def on_step_begin(self, args, state, control, **kwargs):
             if state.global_step == k:
@@ -94,20 +134,28 @@ def _step_clock(k: int, n: int):
                 self.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kwargs):
-            if state.global_step == n:
-                _sync()
-                self.stop = time.perf_counter()
+            step = state.global_step  # steps done; this one trained on batches[step - 1]
+            _sync()
+            before = time.perf_counter()
+            self.hand.step(batches[step - 1])
+            _sync()
+            if step == n:
+                self.trainer_seconds = before - self.start - self.hand_seconds
+            if step > k:
+                self.hand_seconds += time.perf_counter() - before
 
-    return StepClock()
+    return Lockstep()
 
 
-def _trainer_run(model, tok, texts, profile, peft_config, steps: int, k: int, batch: int, seq_len: int, lr: float):
-    """Train through ``train_sft``; return (seconds over steps k+1..N, the N batches its collator produced, trainer)."""
+def _paired_run(model, hand_model, tok, texts, profile, peft_config, steps: int, k: int, batch: int, seq_len: int,
+                lr: float):
+    """Train ``model`` through ``train_sft`` with ``hand_model`` trained by hand in lockstep on the same batches;
+    return (trainer seconds, hand seconds, both over steps k+1..N; the N batches the trainer's collator built; trainer)."""
     import torch
+    from trl import SFTTrainer
 
     from ftlab.training import train_sft
 
-    clock = _step_clock(k, steps)
     batches = []
     original = None
 
@@ -117,8 +165,6 @@ def _trainer_run(model, tok, texts, profile, peft_config, steps: int, k: int, ba
             batches.append({key: value.clone() for key, value in out.items() if isinstance(value, torch.Tensor)})
             return out
 
-    from trl import SFTTrainer
-
     init = SFTTrainer.__init__
 
     def patched(self, *args, **kwargs):
@@ -126,44 +172,15 @@ def _trainer_run(model, tok, texts, profile, peft_config, steps: int, k: int, ba
         init(self, *args, **kwargs)
         original, self.data_collator = self.data_collator, Recording()
 
+    lockstep = _lockstep(hand_model, batches, k, steps)
     SFTTrainer.__init__ = patched
     try:
-        run = train_sft(model, tok, texts, profile, peft_config=peft_config, callbacks=[clock], max_steps=steps,
+        run = train_sft(model, tok, texts, profile, peft_config=peft_config, callbacks=[lockstep], max_steps=steps,
                         per_device_train_batch_size=batch, max_length=seq_len, learning_rate=lr,
                         logging_steps=steps, quiet=True)
     finally:
         SFTTrainer.__init__ = init
-    return clock.stop - clock.start, batches[:steps], run.trainer
-
-
-def _hand_run(model, batches, args, k: int) -> float:
-    """The same steps written by hand: forward with labels, backward, clip, AdamW (fused if the trainer's is),
-    schedule. Seconds over steps k+1..N."""
-    import torch
-    from transformers import get_scheduler
-
-    model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=args.learning_rate, betas=(args.adam_beta1, args.adam_beta2),
-                                  eps=args.adam_epsilon, weight_decay=args.weight_decay,
-                                  fused=args.optim == "adamw_torch_fused" or None)  # as the trainer's
-    schedule = get_scheduler(args.lr_scheduler_type, optimizer, num_warmup_steps=args.warmup_steps,
-                             num_training_steps=len(batches))
-    device = next(model.parameters()).device
-    start = None
-    for i, batch in enumerate(batches):
-        if i == k:
-            _sync()
-            start = time.perf_counter()
-        batch = {key: value.to(device) for key, value in batch.items()}
-        loss = model(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask"), labels=batch["labels"]).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, args.max_grad_norm)
-        optimizer.step()
-        schedule.step()
-        optimizer.zero_grad(set_to_none=True)
-    _sync()
-    return time.perf_counter() - start
+    return lockstep.trainer_seconds, lockstep.hand_seconds, batches[:steps], run.trainer
 
 
 def _real_tokens(batches) -> int:
@@ -172,9 +189,9 @@ def _real_tokens(batches) -> int:
 
 def training_throughput(lora: bool, steps: int = 20, k: int = 4, batch: int = 16, seq_len: int = 128,
                         repeats: int = 3, peak: float | None = None) -> dict:
-    """Real tokens per second of ``train_sft`` and of a hand-written loop doing the same work, measured
-    ``repeats`` times alternating; ratio = ftlab / hand, median and min-max over the pairs. With ``peak``
-    (FLOP/s), also the model FLOPs utilisation of each side."""
+    """Real tokens per second of ``train_sft`` and of a hand-written loop doing the same work step by step in
+    lockstep, ``repeats`` runs; ratio = ftlab / hand, median and min-max over the runs. With ``peak`` (FLOP/s),
+    also the model FLOPs utilisation of each side."""
     from ftlab.lora import lora_config
     from ftlab.models import load_model
     from ftlab.profiles import setup
@@ -193,27 +210,29 @@ def training_throughput(lora: bool, steps: int = 20, k: int = 4, batch: int = 16
     ours, hand, flops_per_token = [], [], None
     for _ in range(repeats):
         model, peft_config = fresh()
-        seconds, batches, trainer = _trainer_run(model, tok, texts, profile, peft_config, steps, k, batch, seq_len, lr)
-        tokens = _real_tokens(batches[k:])
-        ours.append(tokens / seconds)
-        if flops_per_token is None:
-            everything = sum(p.numel() for p in trainer.model.parameters())
-            trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
-            # forward 2N + backward through every layer 2N + weight gradients of what trains 2N_trained
-            flops_per_token = 4 * everything + 2 * trained
         hand_model, config = fresh()
         if config is not None:
             from peft import get_peft_model
 
             hand_model = get_peft_model(hand_model, config)
-        hand.append(tokens / _hand_run(hand_model, batches, trainer.args, k))
+        trainer_seconds, hand_seconds, batches, trainer = _paired_run(model, hand_model, tok, texts, profile, peft_config,
+                                                                      steps, k, batch, seq_len, lr)
+        tokens = _real_tokens(batches[k:])
+        ours.append(tokens / trainer_seconds)
+        hand.append(tokens / hand_seconds)
+        if flops_per_token is None:
+            everything = sum(p.numel() for p in trainer.model.parameters())
+            trained = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+            # forward 2N + backward through every layer 2N + weight gradients of what trains 2N_trained
+            flops_per_token = 4 * everything + 2 * trained
     ratios = [a / b for a, b in zip(ours, hand)]
     kind = "LoRA" if lora else "SFT"
     out = {f"{kind} real tokens/s, ftlab (TRL), median": round(statistics.median(ours)),
            f"{kind} real tokens/s, hand-written loop, median": round(statistics.median(hand)),
            f"{kind} ratio ftlab / hand, median": round(statistics.median(ratios), 3),
            f"{kind} ratio ftlab / hand, min-max": [round(min(ratios), 3), round(max(ratios), 3)],
-           f"{kind} timed steps": f"{k + 1}..{steps} of {steps}, batch {batch}, up to {seq_len} tokens, {repeats} runs each side"}
+           f"{kind} timed steps": f"{k + 1}..{steps} of {steps}, batch {batch}, up to {seq_len} tokens, {repeats} runs, "
+                                  "the two sides in lockstep"}
     if peak:
         out[f"{kind} MFU, ftlab (% of peak)"] = round(100 * statistics.median(ours) * flops_per_token / peak, 1)
         out[f"{kind} MFU, hand-written loop (% of peak)"] = round(100 * statistics.median(hand) * flops_per_token / peak, 1)

@@ -62,38 +62,69 @@ def test_bench_parts_measure_real_things():
     assert "cores" in bench.machine()
     out = bench.training_throughput(lora=True, steps=3, k=1, batch=2, seq_len=16, repeats=1, peak=bench.peak_flops(256))
     # one pair of 2-step runs on tiny batches: the ratio is noise (8.7 was seen on a loaded machine); it must
-    # only be a real, positive measurement here. The fair ratios come from `ftlab bench` (3 alternating runs).
+    # only be a real, positive measurement here. The fair ratios come from `ftlab bench` (3 runs in lockstep).
     assert out["LoRA real tokens/s, ftlab (TRL), median"] > 0 and 0 < out["LoRA ratio ftlab / hand, median"] < 1000
     assert 0 < out["LoRA MFU, ftlab (% of peak)"] < 100
 
 
-def test_bench_hand_loop_gets_the_trainers_batches_clock_and_optimizer(monkeypatch):
-    """The two sides see the same batches (recorded from the trainer's collator), the same number of timed steps
-    and the same AdamW implementation (the trainer's default is the fused one)."""
+def test_bench_hand_loop_gets_the_trainers_batches_and_optimizer(monkeypatch):
+    """The hand loop takes each step on the batch the trainer's collator built for that step, with the same AdamW
+    implementation (the trainer's default is the fused one) and the trainer's clipping."""
     import torch
 
+    import ftlab
     from ftlab import bench
+    from ftlab.profiles import setup
 
-    seen, fused = {}, []
-    real = bench._hand_run
+    seen, fused = [], []
+    real = bench.HandLoop.step
 
-    def spy(model, batches, args, k):
-        seen["batches"], seen["k"], seen["args"] = batches, k, args
-        return real(model, batches, args, k)
+    def spy(self, batch):
+        seen.append((batch, self.max_grad_norm))
+        return real(self, batch)
 
     class AdamW(torch.optim.AdamW):  # both sides build theirs from torch.optim.AdamW: trainer first, then the hand loop
         def __init__(self, *args, **kwargs):
             super().__init__(*args, **kwargs)
             fused.append(bool(self.defaults.get("fused")))
 
-    monkeypatch.setattr(bench, "_hand_run", spy)
+    monkeypatch.setattr(bench.HandLoop, "step", spy)
     monkeypatch.setattr(torch.optim, "AdamW", AdamW)
-    bench.training_throughput(lora=False, steps=3, k=1, batch=2, seq_len=16, repeats=1)
-    assert len(seen["batches"]) == 3 and seen["k"] == 1 and seen["args"].max_grad_norm > 0
-    assert fused == [True, True], "the hand loop should use the trainer's (fused) AdamW"
-    masks = [b["attention_mask"] for b in seen["batches"]]
+    profile = setup("cpu", quiet=True)
+    model, tok = ftlab.load_model("tiny-base", profile, for_training=True)
+    hand_model, _ = ftlab.load_model("tiny-base", profile, for_training=True)
+    _, _, batches, _ = bench._paired_run(model, hand_model, tok, bench._texts(tok, 6, 16), profile, None, steps=3, k=1,
+                                         batch=2, seq_len=16, lr=1e-3)
+    assert [b for b, _ in seen] == batches and len(batches) == 3, "the hand loop should take step i on batch i"
+    assert all(clip > 0 for _, clip in seen)
+    assert sorted(fused) == [True, True], "the hand loop should use the trainer's (fused) AdamW"
+    masks = [b["attention_mask"] for b in batches]
     assert any((m == 0).any() for m in masks), "the benchmark's batches should carry padding"
-    assert bench._real_tokens(seen["batches"]) == sum(int(m.sum()) for m in masks)
+    assert bench._real_tokens(batches) == sum(int(m.sum()) for m in masks)
+
+
+def test_bench_lockstep_clocks_keep_each_sides_time_apart(monkeypatch):
+    """A hand loop made slow on purpose (0.3 s a step) shows in its own clock and not in the trainer's."""
+    import time
+
+    import ftlab
+    from ftlab import bench
+    from ftlab.profiles import setup
+
+    real = bench.HandLoop.step
+
+    def slow(self, batch):
+        time.sleep(0.3)
+        return real(self, batch)
+
+    monkeypatch.setattr(bench.HandLoop, "step", slow)
+    profile = setup("cpu", quiet=True)
+    model, tok = ftlab.load_model("tiny-base", profile, for_training=True)
+    hand_model, _ = ftlab.load_model("tiny-base", profile, for_training=True)
+    trainer_s, hand_s, _, _ = bench._paired_run(model, hand_model, tok, bench._texts(tok, 8, 16), profile, None, steps=4,
+                                                k=1, batch=2, seq_len=16, lr=1e-3)
+    assert hand_s >= 3 * 0.3, hand_s  # steps 2..4
+    assert 0 < trainer_s < 0.3, trainer_s  # two sleeps ran inside the trainer's window: both left out
 
 
 def test_lesson_times_report_a_failed_lesson_as_failed():
