@@ -67,14 +67,25 @@ def test_bench_parts_measure_real_things():
     assert 0 < out["LoRA MFU, ftlab (% of peak)"] < 100
 
 
+def _tiny_paired_run(steps: int, rows: int):
+    """One lockstep run of tiny-base through the bench on tiny batches (2 rows of up to 16 tokens, k=1)."""
+    import ftlab
+    from ftlab import bench
+    from ftlab.profiles import setup
+
+    profile = setup("cpu", quiet=True)
+    model, tok = ftlab.load_model("tiny-base", profile, for_training=True)
+    hand_model, _ = ftlab.load_model("tiny-base", profile, for_training=True)
+    return bench._paired_run(model, hand_model, tok, bench._texts(tok, rows, 16), profile, None, steps=steps, k=1,
+                             batch=2, seq_len=16, lr=1e-3)
+
+
 def test_bench_hand_loop_gets_the_trainers_batches_and_optimizer(monkeypatch):
     """The hand loop takes each step on the batch the trainer's collator built for that step, with the same AdamW
     implementation (the trainer's default is the fused one) and the trainer's clipping."""
     import torch
 
-    import ftlab
     from ftlab import bench
-    from ftlab.profiles import setup
 
     seen, fused = [], []
     real = bench.HandLoop.step
@@ -90,11 +101,7 @@ def test_bench_hand_loop_gets_the_trainers_batches_and_optimizer(monkeypatch):
 
     monkeypatch.setattr(bench.HandLoop, "step", spy)
     monkeypatch.setattr(torch.optim, "AdamW", AdamW)
-    profile = setup("cpu", quiet=True)
-    model, tok = ftlab.load_model("tiny-base", profile, for_training=True)
-    hand_model, _ = ftlab.load_model("tiny-base", profile, for_training=True)
-    _, _, batches, _ = bench._paired_run(model, hand_model, tok, bench._texts(tok, 6, 16), profile, None, steps=3, k=1,
-                                         batch=2, seq_len=16, lr=1e-3)
+    _, _, batches, _ = _tiny_paired_run(steps=3, rows=6)
     assert [b for b, _ in seen] == batches and len(batches) == 3, "the hand loop should take step i on batch i"
     assert all(clip > 0 for _, clip in seen)
     assert sorted(fused) == [True, True], "the hand loop should use the trainer's (fused) AdamW"
@@ -107,9 +114,7 @@ def test_bench_lockstep_clocks_keep_each_sides_time_apart(monkeypatch):
     """A hand loop made slow on purpose (0.3 s a step) shows in its own clock and not in the trainer's."""
     import time
 
-    import ftlab
     from ftlab import bench
-    from ftlab.profiles import setup
 
     real = bench.HandLoop.step
 
@@ -118,11 +123,7 @@ def test_bench_lockstep_clocks_keep_each_sides_time_apart(monkeypatch):
         return real(self, batch)
 
     monkeypatch.setattr(bench.HandLoop, "step", slow)
-    profile = setup("cpu", quiet=True)
-    model, tok = ftlab.load_model("tiny-base", profile, for_training=True)
-    hand_model, _ = ftlab.load_model("tiny-base", profile, for_training=True)
-    trainer_s, hand_s, _, _ = bench._paired_run(model, hand_model, tok, bench._texts(tok, 8, 16), profile, None, steps=4,
-                                                k=1, batch=2, seq_len=16, lr=1e-3)
+    trainer_s, hand_s, _, _ = _tiny_paired_run(steps=4, rows=8)
     assert hand_s >= 3 * 0.3, hand_s  # steps 2..4
     assert 0 < trainer_s < 0.3, trainer_s  # two sleeps ran inside the trainer's window: both left out
 
