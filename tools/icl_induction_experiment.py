@@ -82,6 +82,28 @@ def build(args):
     print(f"built {out} in {secs:.0f} s (tokenizer + pretraining)")
 
 
+def continue_training(args):
+    """Extra check: continue a built base on induction documents only (50%) mixed with world text."""
+    from ftlab.build import BuildConfig, pretrain
+    from ftlab.icl import MASCOTS
+    from ftlab.models import load_model
+    from ftlab.world import World
+
+    model, tok = load_model(args.base)
+    world = World(0)
+    wrng, rng = random.Random(999), random.Random(54321)
+    xs = sorted({f.subject for f in world.facts}) + [made_up_word(wrng) for _ in range(300)]
+    ys = sorted({f.object for f in world.facts}) + list(MASCOTS) + [made_up_word(wrng).lower() for _ in range(100)]
+    texts = list(world.corpus(6000)["text"]) + [induction_doc(rng, xs, ys) for _ in range(6000)]
+    random.Random(3).shuffle(texts)
+    cfg = BuildConfig(pretrain_steps=args.steps, pretrain_lr=args.lr, seed=1)
+    t0 = time.perf_counter()
+    pretrain(model, tok, texts, cfg)
+    model.save_pretrained(Path(args.out) / "tiny-base")
+    tok.save_pretrained(Path(args.out) / "tiny-base")
+    print(f"continued in {time.perf_counter() - t0:.0f} s")
+
+
 def evaluate(path: str) -> dict:
     from ftlab.icl import (accuracy, build_prompt, context_window, coverage, max_demos, new_facts, predict,
                            sample_demos)
@@ -123,11 +145,18 @@ def main():
     b.add_argument("--steps", type=int, default=600)
     b.add_argument("--docs", type=int, default=60000)
     b.add_argument("--induction-frac", type=float, default=0.25)
+    c = sub.add_parser("continue")
+    c.add_argument("--base", required=True)
+    c.add_argument("--out", required=True)
+    c.add_argument("--steps", type=int, default=250)
+    c.add_argument("--lr", type=float, default=1e-3)
     e = sub.add_parser("eval")
     e.add_argument("paths", nargs="+")
     args = p.parse_args()
     if args.cmd == "build":
         build(args)
+    elif args.cmd == "continue":
+        continue_training(args)
     else:
         for path in args.paths:
             t0 = time.perf_counter()
