@@ -22,23 +22,33 @@ class ContextWindowError(ValueError):
     pass
 
 
-#: the labels of ``new_facts``: short animal names the tiny base knows as words
+#: the labels of ``new_facts``: short animal names the tiny models know as words
 MASCOTS = ("owl", "fox", "bear", "wolf", "lion", "deer", "swan", "goose", "eagle", "seal",
            "frog", "duck", "horse", "sheep", "goat", "pig", "cow", "cat", "dog", "mouse")
 
 
-def new_facts(seed: int = 0) -> list[tuple[str, str]]:
-    """``(country, mascot)`` pairs: a made-up fact per country (its "mascot animal"), drawn at random.
+def made_up_word(rng: random.Random) -> str:
+    """A pronounceable word of 2-3 consonant-vowel syllables, e.g. ``Kelobu``."""
+    consonants, vowels = "bcdfghklmnprstvz", "aeiou"
+    return "".join(rng.choice(consonants) + rng.choice(vowels) for _ in range(rng.randint(2, 3))).capitalize()
 
-    No pre-training text pairs a country with an animal, so neither the base model nor a tuned one can
-    know these from pre-training: they must come from the prompt (in-context) or from training.
+
+def new_facts(seed: int = 0, n: int = 99) -> list[tuple[str, str]]:
+    """``(word, animal)`` pairs: ``n`` words of an invented language, each naming an animal, drawn at random.
+
+    The words are made up (none is a name in the world), so no pre-training text pairs them with anything:
+    a model can only answer them from the prompt (in-context) or from training on them.
     """
     from ftlab.facts import COUNTRIES
 
-    rng = random.Random(f"mascots-{seed}")
-    facts = [(country, rng.choice(MASCOTS)) for country, *_ in COUNTRIES]
-    rng.shuffle(facts)
-    return facts
+    taken = {name for row in COUNTRIES for name in row if name}
+    rng = random.Random(f"made-up-{seed}")
+    words: list[str] = []
+    while len(words) < n:
+        word = made_up_word(rng)
+        if word not in words and word not in taken:
+            words.append(word)
+    return [(word, rng.choice(MASCOTS)) for word in words]
 
 
 def coverage(demos: list[tuple[str, str]], queries: list[tuple[str, str]]) -> float:

@@ -9,7 +9,7 @@ from pathlib import Path
 from ftlab.formatting import with_generation_markers
 
 MODELS_DIR = Path(__file__).parent / "assets" / "models"
-BUNDLED = ("tiny-base", "tiny-chat")
+BUNDLED = ("tiny-base", "tiny-chat", "tiny-base-induction")
 
 
 class ModelNotFoundError(ValueError):

@@ -30,8 +30,10 @@
 #
 # * **A task the base already knows** — given a country, name its language (`France -> French`).
 #   The base read such lists in pre-training; the demonstrations only have to tell it *which* list.
-# * **New facts** — each country's made-up "mascot" animal (`France -> heron`). No pre-training text
-#   has them. To answer, a model has to *read the answer out of the prompt*, or have been *trained* on it.
+# * **New facts** — words of an invented language and the animal each names (`Fulu -> cat`). No
+#   pre-training text has them. To answer, a model has to *read the answer out of the prompt*, or have been
+#   *trained* on it. Reading it out of the prompt takes a skill the tiny base never learned (copying); we
+#   measure that, and then use a sibling model whose pre-training taught it.
 
 # %%
 # Set-up for Colab: installs ftlab and TRL next to Colab's own torch, transformers and
@@ -172,13 +174,13 @@ for kind, acc in sensitivity.items():
 # instead of warming it up and decaying it.
 
 # %%
-def finetune(pairs, epochs, rank=8):
+def finetune(pairs, epochs, rank=8, model_name=profile.base_model):
     """LoRA on (input, output) pairs: `epochs` passes over them in batches of up to 16, at a constant learning rate."""
     batch = min(len(pairs), 16)
     data = Dataset.from_dict({"prompt": [f"{x} ->" for x, _ in pairs], "completion": [f" {y}\n" for _, y in pairs]})
-    model, _ = ftlab.load_model(profile.base_model, profile, for_training=True)
+    model, tokenizer = ftlab.load_model(model_name, profile, for_training=True)
     lora = LoraConfig(r=rank, lora_alpha=2 * rank, target_modules="all-linear", task_type="CAUSAL_LM")
-    return train_sft(model, tok, data, profile, peft_config=lora, max_steps=epochs * math.ceil(len(pairs) / batch),
+    return train_sft(model, tokenizer, data, profile, peft_config=lora, max_steps=epochs * math.ceil(len(pairs) / batch),
                      per_device_train_batch_size=batch, learning_rate=1.5 * profile.learning_rates["lora"],
                      lr_scheduler_type="constant", quiet=True)
 
@@ -274,8 +276,8 @@ print(f"fine-tuning is cheaper after {crossover:,.0f} queries; against a cached 
 # %% [markdown]
 # ## Part B — new facts
 #
-# Now a mapping no pre-training text contains: a made-up mascot animal for each of the 99 countries.
-# The goal is a model that answers `France ->` with France's mascot, for every country. We can give it
+# Now a mapping no pre-training text contains: 99 words of an invented language, each naming an animal
+# (`Fulu -> cat`). The goal is a model that answers `Fulu ->` with `cat`, for every word. We can give it
 # the facts in the prompt (a fixed block of the first k facts, the same for every query — so it could
 # be cached) or train on the first n of them; either way we ask about **all** 99.
 
@@ -283,59 +285,89 @@ print(f"fine-tuning is cheaper after {crossover:,.0f} queries; against a cached 
 facts = new_facts(seed=0)
 fact_answers = [y for _, y in facts]
 bare_facts = [f"{x} ->" for x, _ in facts]
-fit = max_demos(tok, facts, max(facts, key=lambda f: len(tok(f[0])["input_ids"]))[0], window)
-print(f"{len(facts)} new facts, e.g. {facts[:3]}; at most {fit} of them fit in one {window}-token prompt")
-try:
-    build_prompt(tok, facts, facts[0][0], window)
-except ContextWindowError as err:
-    print("ContextWindowError:", err)
+print(f"{len(facts)} new facts, e.g. {facts[:4]}")
 
 # %% [markdown]
 # ### 4. Can the base read a fact out of its prompt?
 #
 # First the most favourable case: 7 other facts, then the query's **own** fact, then the query. A model
-# that can copy — find `France` earlier in the prompt and repeat what followed it — gets this right.
+# that can copy — find `Fulu` earlier in the prompt and repeat what followed it — gets this right.
+#
+# We ask two models. The tiny base from Part A. And a sibling, **tiny-base-induction**: the same
+# architecture and the same world text, but its pre-training also had documents that *repeat patterns*:
+# random token sequences that come back later in the same document, and lists of made-up `x -> y` pairs
+# (a fresh random mapping in each document) whose pairs come back further down. The only way to predict
+# the second copy is to look back and copy, so pre-training rewards copying. Attention heads that do this
+# are called *induction heads* (Olsson et al., 2022): they find the earlier occurrence of the current
+# token and predict what followed it. Real text is full of such repeats, which is why hub models copy; the
+# tiny base's pre-training lists hold only true facts, which it can answer from memory, so nothing ever
+# rewarded copying. (How the sibling was built, stage by stage: `tools/build_induction_base.sh` and
+# `docs/icl_induction_experiment.md`.)
+#
+# In the `gpu` profile both names point at the hub model, which already copies; it gets the same 256-token
+# prompt budget as the tiny models, so that the context window still binds.
 
 # %%
-def own_fact_prompt(i, x, y, position):
+copier_name = "tiny-base-induction" if profile.base_model == "tiny-base" else profile.base_model
+copier, ctok = ftlab.load_model(copier_name, profile)
+# the prompt budget: the tiny models' whole window; a hub model (8k tokens) gets the same 256, so the window binds
+cwindow = min(context_window(ctok, copier), 256)
+
+
+def own_fact_prompt(tokenizer, i, x, y, position):
     others = sample_demos(facts, 7, seed=i, exclude=x)
-    return build_prompt(tok, others[:position] + [(x, y)] + others[position:], x, window).text
+    return build_prompt(tokenizer, others[:position] + [(x, y)] + others[position:], x, cwindow).text
 
 
-copy_last = accuracy(predict(base, tok, [own_fact_prompt(i, x, y, 7) for i, (x, y) in enumerate(facts)],
-                             max_new_tokens=4, with_probability=False), fact_answers)
-copy_first = accuracy(predict(base, tok, [own_fact_prompt(i, x, y, 0) for i, (x, y) in enumerate(facts)],
-                              max_new_tokens=4, with_probability=False), fact_answers)
-print(f"the query's own fact in the prompt: accuracy {copy_last:.2f} (fact just before the query), "
-      f"{copy_first:.2f} (fact first); chance is about {1 / 20:.2f}")
-print(own_fact_prompt(0, *facts[0], 7))
+copying = {}
+for name, model, tokenizer in [(profile.base_model, base, tok), (copier_name, copier, ctok)]:
+    for where, position in [("last", 7), ("first", 0)]:
+        prompts = [own_fact_prompt(tokenizer, i, x, y, position) for i, (x, y) in enumerate(facts)]
+        copying[name, where] = accuracy(predict(model, tokenizer, prompts, max_new_tokens=4, with_probability=False),
+                                        fact_answers)
+    print(f"{name:>19}: own fact in the prompt, accuracy {copying[name, 'last']:.2f} (just before the query), "
+          f"{copying[name, 'first']:.2f} (first of 8); guessing one of 20 animals: about {1 / 20:.2f}")
+print("\n" + own_fact_prompt(ctok, 0, *facts[0], 7))
 
 # %% [markdown]
-# **It cannot.** Even with the answer one line above the question, the tiny base does not copy it.
-# Copying from context is done by *induction heads* (Olsson et al., 2022), attention heads that form in
-# pre-training on text where a sequence seen earlier in a document comes back later with the same
-# continuation. The tiny base's pre-training lists hold only true facts, which it can answer from memory,
-# so nothing ever rewarded copying and it never learned to (the same is measured in `shared/BRIEF.md`:
-# 0.00 on shuffled country–capital pairs, made-up words, and repeated blocks). Hub models such as
-# SmolLM2 (the `gpu` profile) read trillions of tokens of real text full of repeats, and do copy.
+# The tiny base **cannot**: even with the answer one line above the question, it does not copy it. Its
+# sibling with induction-style pre-training copies the answer most of the time, wherever it sits among the
+# 8 lines. From
+# here on, Part B uses the sibling for both arms, in-context and fine-tuned, so the comparison is between
+# two ways of teaching the *same* model.
 #
-# So for this model, the in-context curve on new facts is flat — we measure it anyway, next to what a
-# **perfect copier** would reach: the share of queries whose fact is in the prompt at all. That
-# ceiling grows with k and is capped by the context window.
+# Now the in-context curve on all 99 words, next to what a **perfect copier** would reach: the share of
+# queries whose fact is in the prompt at all. That ceiling grows with k and is capped by the context window.
 
 # %%
-icl_ks = sorted({0, 1, 6, 12, 25, fit})
-new_icl = {k: accuracy(predict(base, tok, [build_prompt(tok, facts[:k], x, window).text for x, _ in facts],
-                               max_new_tokens=4, with_probability=False), fact_answers) for k in icl_ks}
+fit = max_demos(ctok, facts, max(facts, key=lambda f: len(ctok(f[0])["input_ids"]))[0], cwindow)
+print(f"at most {fit} of the {len(facts)} facts fit in one {cwindow}-token prompt")
+try:
+    build_prompt(ctok, facts, facts[0][0], cwindow)
+except ContextWindowError as err:
+    print("ContextWindowError:", err)
+icl_ks = sorted({0, 1, 2, 4, 8, 16, fit})
+icl_preds = {k: predict(copier, ctok, [build_prompt(ctok, facts[:k], x, cwindow).text for x, _ in facts],
+                        max_new_tokens=4, with_probability=False) for k in icl_ks}
+new_icl = {k: accuracy(icl_preds[k], fact_answers) for k in icl_ks}
+copied = {k: accuracy(icl_preds[k][:k], fact_answers[:k]) for k in icl_ks if k}  # the queries whose fact is shown
 ceiling = {k: coverage(facts[:k], facts) for k in icl_ks}
 for k in icl_ks:
-    print(f"k = {k:2d} facts in the prompt: accuracy {new_icl[k]:.2f}   perfect copier {ceiling[k]:.2f}")
+    shown = f"; on the {k} shown: {copied[k]:.2f}" if k else ""
+    print(f"k = {k:2d} facts in the prompt: accuracy on all {len(facts)} {new_icl[k]:.2f}   perfect copier "
+          f"{ceiling[k]:.2f}{shown}")
 
 # %% [markdown]
+# In-context learning now works — on the words whose fact is in the prompt the model is nearly always
+# right — and the accuracy on all 99 rises with k. But it rises only as fast as the perfect copier's
+# line, and it stops where the window does: at most about a third of the facts fit in one prompt. In the
+# longest prompts this small model misses some of the facts it is shown, so it ends a little below the
+# ceiling; the facts that did not fit stay at guessing.
+#
 # ### 5. Fine-tuning on the facts
 #
-# Fine-tune on the first n facts (LoRA, the same 18 passes over its facts for every n, so the number of
-# training steps grows with n) and ask every country with a bare prompt. n can exceed what fits in a
+# Fine-tune the same model on the first n facts (LoRA, the same 18 passes over its facts for every n, so the
+# number of training steps grows with n) and ask every word with a bare prompt. n can exceed what fits in a
 # prompt: the training set has no window.
 
 # %%
@@ -343,8 +375,8 @@ NEW_EPOCHS = 18
 ns = [12, 25, 50, len(facts)]
 ft_runs, ft_curve = {}, {}
 for n in tqdm(ns, desc="fine-tuning runs"):
-    ft_runs[n] = finetune(facts[:n], epochs=NEW_EPOCHS, rank=16)
-    preds = predict(ft_runs[n].model, tok, bare_facts, max_new_tokens=4, with_probability=False)
+    ft_runs[n] = finetune(facts[:n], epochs=NEW_EPOCHS, rank=16, model_name=copier_name)
+    preds = predict(ft_runs[n].model, ctok, bare_facts, max_new_tokens=4, with_probability=False)
     ft_curve[n] = accuracy(preds, fact_answers)
     trained = accuracy(preds[:n], fact_answers[:n])
     print(f"n = {n:2d}: accuracy on all {len(facts)} {ft_curve[n]:.2f} (on its own {n} facts {trained:.2f}; "
@@ -360,60 +392,68 @@ ax[0].set_xticks([max(k, 0.5) for k in ks], [str(k) for k in ks])
 ax[0].set_xlabel("demonstrations in the prompt (k)")
 ax[0].set_ylabel("held-out accuracy")
 ax[0].set_ylim(-0.03, 1.03)
-ax[0].set_title("A: known task (country -> language)")
+ax[0].set_title(f"A: known task (country -> language), {profile.base_model}")
 ax[0].legend(fontsize=8, loc="lower right")
 ax[1].plot(icl_ks, [ceiling[k] for k in icl_ks], ls=":", marker=".", color="grey", label="ICL ceiling: perfect copier")
-ax[1].plot(icl_ks, [new_icl[k] for k in icl_ks], marker="o", label="ICL, tiny base (measured)")
+ax[1].plot(icl_ks, [new_icl[k] for k in icl_ks], marker="o", label="ICL (measured)")
 ax[1].plot(ns, [ft_curve[n] for n in ns], marker="o", label="fine-tuned on n, bare prompt")
 ax[1].axvspan(fit, len(facts) + 2, color="grey", alpha=0.12, label="beyond the context window")
 ax[1].set_xlabel("facts given (k in the prompt, n in training)")
 ax[1].set_ylabel(f"accuracy on all {len(facts)} facts")
 ax[1].set_ylim(-0.03, 1.03)
-ax[1].set_title("B: new facts (country -> mascot)")
+ax[1].set_title(f"B: new facts (made-up word -> animal), {copier_name}")
 ax[1].legend(fontsize=8, loc="upper left")
 fig.tight_layout()
 
 # %% [markdown]
-# Fine-tuning stores the facts in the weights: each run answers nearly all of its own n facts, so its
-# accuracy on all 99 grows with n — past the point where the facts would still fit in a prompt. In-context
-# learning, for this model, stays at 0.00 at every k, below even guessing (about 0.05). Even a perfect
-# copier could answer only the facts its prompt holds: at most the dotted line, which stops at the window.
+# Both curves rise, and for a while they rise together: k facts in the prompt and n facts in training each
+# teach about that many words. Then the prompt runs out of room. Fine-tuning stores the facts in the weights:
+# each run answers nearly all of its own n facts, so its accuracy on all 99 keeps growing with n, far past
+# the best any prompt of this model could reach, and past even a perfect copier's ceiling at the window.
 #
 # ## 6. Within one conversation, and in a fresh one
 #
-# A chat is one growing context: every turn is appended to what came before. Give the known task's
-# demonstrations over the first turns, then ask one country per turn. Then open a **fresh chat** and ask
-# the same countries: the demonstrations are gone, and so is what they did.
+# A chat is one growing context: every turn is appended to what came before. Teach words over the first
+# turns of a conversation (one fact per turn), then ask them, one word per turn, in a new order; the model's
+# own replies stay in the conversation. Then open a **fresh chat** and ask the same words: the facts are gone,
+# and so is what they did. Four conversations of 12 words each.
 
 # %%
-turns = [f"{x} -> {y}\n" for x, y in pool[:2]]  # turns 1-2: the user shows two examples
-conversation, in_chat = "".join(turns), []
-for x, y in test:
-    reply = predict(base, tok, [conversation + f"{x} ->"], with_probability=False)[0].text
-    in_chat.append(reply)
-    conversation += f"{x} -> {reply}\n"  # the model's own reply stays in the conversation too
-chat_acc = float(np.mean([r == y for r, (_, y) in zip(in_chat, test)]))
-fresh_acc = accuracy(predict(base, tok, [f"{x} ->" for x, _ in test], with_probability=False), answers)
-print(conversation[-120:])
-print(f"\nsame conversation: {chat_acc:.2f}   fresh chat, same questions: {fresh_acc:.2f}")
+in_chat, fresh, chat_answers = [], [], []
+for c in range(4):
+    taught = facts[12 * c:12 * (c + 1)]
+    conversation = "".join(f"{x} -> {y}\n" for x, y in taught)  # turns 1-12: the user teaches one word each
+    for j in np.random.default_rng(c).permutation(len(taught)):
+        x, y = taught[j]
+        reply = predict(copier, ctok, [conversation + f"{x} ->"], max_new_tokens=4, with_probability=False)[0]
+        in_chat.append(reply)
+        chat_answers.append(y)
+        conversation += f"{x} -> {reply.text}\n"
+    fresh += predict(copier, ctok, [f"{x} ->" for x, _ in taught], max_new_tokens=4, with_probability=False)
+chat_acc, fresh_acc = accuracy(in_chat, chat_answers), accuracy(fresh, [y for _, y in facts[:48]])
+print(conversation[-150:])
+print(f"\nsame conversation: {chat_acc:.2f}   fresh chat, same questions: {fresh_acc:.2f}  ({len(in_chat)} questions)")
 
 # %% [markdown]
 # ### 7. A fresh session with the fine-tuned model
 #
 # Save the adapter trained on all the new facts, start "a new session" (load the base from disk, attach
-# the adapter), and ask with bare prompts. The base model in the same new session is the baseline.
+# the adapter), and ask with bare prompts. The same base in the same new session, without the adapter, is the
+# baseline.
 
 # %%
 from peft import PeftModel
 
 adapter_dir = tempfile.mkdtemp()
 ft_runs[len(facts)].model.save_pretrained(adapter_dir)
-new_session_base, _ = ftlab.load_model(profile.base_model, profile)
-persist_base = accuracy(predict(new_session_base, tok, bare_facts, max_new_tokens=4, with_probability=False), fact_answers)
+new_session_base, _ = ftlab.load_model(copier_name, profile)
+persist_base = accuracy(predict(new_session_base, ctok, bare_facts, max_new_tokens=4, with_probability=False),
+                        fact_answers)
 # PeftModel.from_pretrained attaches the adapter to the model it is given, so it gets its own copy
-reloaded = PeftModel.from_pretrained(ftlab.load_model(profile.base_model, profile)[0], adapter_dir).eval()
-persist_ft = accuracy(predict(reloaded, tok, bare_facts, max_new_tokens=4, with_probability=False), fact_answers)
-print(f"new session, bare prompt, all {len(facts)} new facts: fine-tuned adapter {persist_ft:.2f}, base {persist_base:.2f}")
+reloaded = PeftModel.from_pretrained(ftlab.load_model(copier_name, profile)[0], adapter_dir).eval()
+persist_ft = accuracy(predict(reloaded, ctok, bare_facts, max_new_tokens=4, with_probability=False), fact_answers)
+print(f"new session, bare prompt, all {len(facts)} new facts: fine-tuned adapter {persist_ft:.2f}, "
+      f"base {persist_base:.2f}")
 
 # %% [markdown]
 # ## 8. The context window, up close
@@ -424,8 +464,8 @@ print(f"new session, bare prompt, all {len(facts)} new facts: fine-tuned adapter
 # what it dropped.
 
 # %%
-cut = build_prompt(tok, facts, facts[0][0], window, on_overflow="truncate")
-print(f"kept {cut.k} facts, dropped {cut.dropped}; {cut.tokens} of {window} tokens; ends with: {cut.text[-30:]!r}")
+cut = build_prompt(ctok, facts, facts[0][0], cwindow, on_overflow="truncate")
+print(f"kept {cut.k} facts, dropped {cut.dropped}; {cut.tokens} of {cwindow} tokens; ends with: {cut.text[-30:]!r}")
 
 # %% [markdown]
 # ## 9. Try it yourself
@@ -449,16 +489,19 @@ explorer.run()
 
 # %%
 best_new_icl = max(new_icl.values())
+unshown_at_fit = accuracy(icl_preds[fit][fit:], fact_answers[fit:])  # the facts that did not fit in the prompt
 html_table([{"measurement": k, "value": v} for k, v in {
     "A: ICL accuracy, k=0": icl_means[0], f"A: ICL plateau (k={k_plateau})": icl_means[k_plateau],
     "A: fine-tuned, bare prompt": known_ft, "A: crossover (queries)": crossover,
     "A: crossover with a cached block (queries)": crossover_cached,
     "ICL tokens per extra demonstration": float(slope), "ICL tokens linear fit R^2": float(r2),
-    "B: ICL, query's own fact last in the prompt": copy_last, "B: ICL, k=1": new_icl[1],
-    "B: best ICL within the window": best_new_icl, f"B: perfect copier at k={fit}": ceiling[fit],
+    **{f"B: own fact last of 8, {name}": copying[name, "last"] for name in dict.fromkeys([profile.base_model, copier_name])},
+    **{f"B: ICL, k={k} (all {len(facts)})": new_icl[k] for k in icl_ks},
+    f"B: ICL at k={fit}, on the facts shown / not shown": f"{copied[fit]:.2f} / {unshown_at_fit:.2f}",
+    f"B: perfect copier at k={fit}": ceiling[fit],
     **{f"B: fine-tuned, n={n}": ft_curve[n] for n in ns},
-    "same conversation / fresh chat (A)": f"{chat_acc:.2f} / {fresh_acc:.2f}",
-    "new session: adapter / base (B)": f"{persist_ft:.2f} / {persist_base:.2f}",
+    "B: same conversation / fresh chat": f"{chat_acc:.2f} / {fresh_acc:.2f}",
+    "B: new session, adapter / base": f"{persist_ft:.2f} / {persist_base:.2f}",
 }.items()])
 
 # %%
@@ -468,13 +511,20 @@ assert icl_means[k_plateau] >= icl_means[0] + 0.3 and k_plateau <= 2, icl_means
 assert known_ft >= icl_means[0] + 0.3, (known_ft, icl_means[0])  # so does training, with a bare prompt
 assert slope > 1 and r2 > 0.99, (slope, r2)                   # ICL pays its demonstrations on every query
 assert 0 < crossover < crossover_cached, (crossover, crossover_cached)
-# B: the base cannot read a new fact out of its prompt; fine-tuning learns them, more with more data
-assert copy_last <= 0.2 and best_new_icl <= 0.2, (copy_last, new_icl)
+# B: the induction-trained model copies a fact from its prompt; the tiny base does not
+assert copying[copier_name, "last"] >= 0.6 and copying[copier_name, "first"] >= 0.6, copying
+if copier_name != profile.base_model:
+    assert copying[profile.base_model, "last"] <= 0.2, copying
+# ICL on new facts: far from solved by one fact, rising with k, and capped by the window
+assert new_icl[1] <= 0.6 and copied[16] >= 0.7, (new_icl, copied)
+assert new_icl[4] > new_icl[1] and new_icl[16] >= new_icl[4] + 0.05 and new_icl[fit] >= new_icl[16] + 0.05, new_icl
+assert unshown_at_fit <= 0.15, unshown_at_fit  # a fact that is not in the prompt is a guess
+# fine-tuning learns them, more with more data, beyond what fits in any prompt
 assert ft_curve[ns[1]] >= ft_curve[ns[0]] + 0.05 and ft_curve[ns[2]] >= ft_curve[ns[1]] + 0.05 \
     and ft_curve[ns[3]] >= ft_curve[ns[2]] + 0.05, ft_curve  # rises over every step in n
 assert ft_curve[len(facts)] >= best_new_icl + 0.15, (ft_curve, best_new_icl)
 assert ft_curve[len(facts)] >= ceiling[fit] + 0.05, (ft_curve, ceiling)  # beats even a perfect copier's window
-# what lasts: the conversation's demonstrations end with it; the adapter does not
+# what lasts: the conversation's facts end with it; the adapter does not
 assert chat_acc >= fresh_acc + 0.3, (chat_acc, fresh_acc)
 assert persist_ft >= persist_base + 0.3, (persist_ft, persist_base)
 print("All checks passed.")
@@ -486,8 +536,10 @@ print("All checks passed.")
 #   demonstrations reach what a fine-tuning run reaches. It is sensitive to which demonstrations you pick
 #   and where they sit, and it pays for them on every query — fine-tuning becomes the cheaper way after a
 #   number of queries you can compute (later, if a fixed demonstration block is cached).
-# * On **new facts**, the tiny base learns nothing in context: it cannot copy even the answer one line
-#   above the question (it never formed induction heads). Fine-tuning learns the facts, more of them
-#   with more data, beyond what a 256-token prompt could hold — and a perfect copier would still be
-#   capped by the window.
-# * Demonstrations last one conversation; a fine-tuned adapter is there in the next session.
+# * On **new facts**, in-context learning needs a model that can *copy* from its prompt. The tiny base
+#   cannot (it never formed induction heads); its sibling, pre-trained with documents that repeat
+#   patterns, can. Its in-context accuracy rises with the number of facts in the prompt, and stops where
+#   the context window does.
+# * Fine-tuning learns the facts too, more of them with more data, with no window: on all 99 it beats the
+#   best prompt of the same model, and even a perfect copier's ceiling.
+# * Facts given in a conversation last that conversation; a fine-tuned adapter is there in the next session.

@@ -1,4 +1,6 @@
 import math
+import re
+
 
 import pytest
 
@@ -72,8 +74,10 @@ def test_new_facts_are_reproducible_and_unknown_to_pretraining(world):
     facts = new_facts(0)
     assert facts == new_facts(0) and facts != new_facts(1)
     assert len({x for x, _ in facts}) == len(facts) and {y for _, y in facts} <= set(MASCOTS)
-    corpus = " ".join(world.corpus(300)["text"])
+    corpus = " ".join(world.corpus(3000)["text"])
     assert not any(f"{x} -> {y}" in corpus for x, y in facts)
+    words = set(re.findall(r"\w+", corpus.lower()))
+    assert not {x.lower() for x, _ in facts} & words  # made-up words: the world never names them
 
 
 def test_coverage_max_demos_and_plateau(tiny_base):
@@ -90,3 +94,20 @@ def test_coverage_max_demos_and_plateau(tiny_base):
         build_prompt(tok, facts[:fit + 1], facts[0][0], window)
     assert plateau({0: 0.2, 1: 0.97, 2: 1.0, 4: 0.99}, tolerance=0.05) == 1
     assert plateau({0: 0.0, 1: 0.3, 2: 0.6, 4: 0.9}, tolerance=0.05) == 4
+
+
+def test_only_the_induction_trained_base_copies_a_new_fact_from_its_prompt(profile):
+    """Lesson 5's premise: tiny-base does not copy from its prompt; tiny-base-induction does."""
+    import ftlab
+    from ftlab.icl import new_facts
+
+    facts = new_facts(0)[:40]
+    answers = [y for _, y in facts]
+    scores = {}
+    for name in ("tiny-base", "tiny-base-induction"):
+        model, tok = ftlab.load_model(name, profile)
+        window = context_window(tok, model)
+        prompts = [build_prompt(tok, sample_demos(facts, 7, seed=i, exclude=x) + [(x, y)], x, window).text
+                   for i, (x, y) in enumerate(facts)]
+        scores[name] = accuracy(predict(model, tok, prompts, max_new_tokens=4, with_probability=False), answers)
+    assert scores["tiny-base"] <= 0.2 and scores["tiny-base-induction"] >= 0.6, scores

@@ -8,7 +8,7 @@ import ftlab
 from ftlab.models import MODELS_DIR, ModelNotFoundError
 
 
-@pytest.mark.parametrize("name", ["tiny-base", "tiny-chat"])
+@pytest.mark.parametrize("name", ["tiny-base", "tiny-chat", "tiny-base-induction"])
 def test_bundled_models_load_fast_and_are_small_llamas(name, profile):
     ftlab.load_model(name, profile)  # warm the import machinery
     start = time.perf_counter()
@@ -22,7 +22,7 @@ def test_bundled_models_load_fast_and_are_small_llamas(name, profile):
 
 def test_bundled_models_fit_the_size_budget():
     total = sum(f.stat().st_size for f in Path(MODELS_DIR).rglob("*") if f.is_file())
-    assert total <= 25 * 1024 * 1024
+    assert total <= 30 * 1024 * 1024  # three fp32 models of ~2.2M parameters
 
 
 def test_chat_template_marks_assistant_tokens(tiny_chat):
