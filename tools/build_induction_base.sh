@@ -42,5 +42,8 @@ stage --init "$W/w6" --out "$W/w7" --steps 250 $LONG --copy-share 0 --pair-share
 if [ "${INSTALL:-0}" = 1 ]; then
     rm -rf ftlab/assets/models/tiny-base-induction
     cp -r "$W/w7/tiny-base" ftlab/assets/models/tiny-base-induction
+    # drop the keys that say where the tokenizer was loaded from this time (tiny-base's config has none)
+    $PY -c "import json, sys; p = sys.argv[1]; d = json.load(open(p)); [d.pop(k, None) for k in ('is_local', 'local_files_only')]; open(p, 'w').write(json.dumps(d, indent=2, ensure_ascii=False) + '\n')" \
+        ftlab/assets/models/tiny-base-induction/tokenizer_config.json
 fi
 echo "built $W/w7/tiny-base"
