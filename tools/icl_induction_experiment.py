@@ -20,6 +20,8 @@ from pathlib import Path
 
 import torch
 
+from ftlab.icl import made_up_word
+
 
 def induction_doc(rng: random.Random, xs: list[str], ys: list[str]) -> str:
     """A list of random `x -> y` pairs (a fresh made-up mapping each document), then some of the pairs
@@ -36,11 +38,6 @@ def induction_doc(rng: random.Random, xs: list[str], ys: list[str]) -> str:
     rng.shuffle(tail)
     lines += [f"{x} -> {y}" for x, y in tail]
     return "\n".join(lines)
-
-
-def made_up_word(rng: random.Random) -> str:
-    cons, vows = "bcdfghklmnprstvz", "aeiou"
-    return "".join(rng.choice(cons) + rng.choice(vows) for _ in range(rng.randint(2, 3))).capitalize()
 
 
 def build(args):
