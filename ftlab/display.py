@@ -21,3 +21,15 @@ def html_table(rows: list[dict], columns: list[str] | None = None):
                          f"{html.escape(text)}</pre></td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return HTML(f"<table><tr>{head}</tr>{''.join(body)}</table>")
+
+
+def say(text: str):
+    """Show ``text`` (Markdown) as the cell's output: how a lesson states a number its run measured.
+
+    Write the sentence as an f-string from the run's variables, e.g.
+    ``say(f"The tuned model ended its turn on {rate:.0%} of the questions.")``, so the prose can never
+    disagree with the numbers (``tests/test_lesson_numbers.py`` checks that Markdown cells quote only
+    numbers some output printed)."""
+    from IPython.display import Markdown, display
+
+    display(Markdown(text))

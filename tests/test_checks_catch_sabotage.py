@@ -3,8 +3,10 @@
 Every lesson is executed under a sabotage that breaks what it teaches, and must then fail one of its
 **check cells** with an ``AssertionError`` (not an import error, a crash elsewhere, or a timeout):
 
-* ``no_learning`` (lessons 2-5): ``tests/sabotage/no_learning/sitecustomize.py`` on the kernel's
+* ``no_learning`` (lessons 2-6): ``tests/sabotage/no_learning/sitecustomize.py`` on the kernel's
   ``PYTHONPATH`` makes every optimizer step leave the weights unchanged;
+* ``wrong_data`` (lessons 2-6): ``tests/sabotage/wrong_data/sitecustomize.py`` makes every TRL trainer
+  train on its data with each answer paired with another row's question (training runs, on wrong data);
 * ``chat_is_base`` (lesson 1): ``FTLAB_CHAT_MODEL=tiny-base``, the "tuned" model is the base model.
 
 A check cell is a code cell whose first line starts with ``# CHECK`` (the rule every lesson follows).
@@ -94,6 +96,8 @@ def _pythonpath(*folders: Path) -> str:
 
 NO_LEARNING = {"PYTHONPATH": _pythonpath(SABOTAGE / "no_learning", ROOT)}
 NO_LEARNING_ACTIVE = "import torch\nassert getattr(torch.optim, 'FTLAB_SABOTAGE', None) == 'no_learning', 'sabotage not loaded'"
+WRONG_DATA = {"PYTHONPATH": _pythonpath(SABOTAGE / "wrong_data", ROOT)}
+WRONG_DATA_ACTIVE = "import sys\nassert getattr(sys, 'FTLAB_SABOTAGE', None) == 'wrong_data', 'sabotage not loaded'"
 CHAT_IS_BASE = {"FTLAB_CHAT_MODEL": "tiny-base", "PYTHONPATH": _pythonpath(ROOT)}
 
 
@@ -116,9 +120,39 @@ def test_every_lesson_has_check_cells():
         assert any(is_check_cell(c) for c in cells), f"{notebook.name} has no cell starting with '# CHECK'"
 
 
-@pytest.mark.parametrize("prefix", ["02", "03", "04", "05"])
+SABOTAGED_LESSONS = ["02", "03", "04", "05", "06"]
+
+
+@pytest.mark.parametrize("prefix", SABOTAGED_LESSONS)
 def test_no_learning_fails_a_check(prefix):
     _assert_caught(run_lesson(_lesson(prefix), NO_LEARNING, preamble=NO_LEARNING_ACTIVE))
+
+
+@pytest.mark.parametrize("prefix", SABOTAGED_LESSONS)
+def test_wrong_data_fails_a_check(prefix):
+    _assert_caught(run_lesson(_lesson(prefix), WRONG_DATA, preamble=WRONG_DATA_ACTIVE))
+
+
+def test_wrong_data_sabotage_repairs_every_answer_to_another_question():
+    """Under the sabotage a TRL trainer sees each question with another row's answer; the rows and turns stay."""
+    code = textwrap.dedent("""
+        import sys
+        from datasets import Dataset
+        from trl import SFTTrainer
+        from sitecustomize import mispair
+        rows = [{"messages": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}]}
+                for i in range(50)]
+        out = mispair(Dataset.from_list(rows)).to_list()
+        assert SFTTrainer.__init__._ftlab_sabotage
+        assert len(out) == 50 and all(r["messages"][0]["content"] == f"q{i}" for i, r in enumerate(out))
+        answers = [r["messages"][1]["content"] for r in out]
+        assert sorted(answers) == sorted(f"a{i}" for i in range(50))
+        print("OWN", sum(a == f"a{i}" for i, a in enumerate(answers)))
+    """)
+    env = {**os.environ, "PYTHONPATH": _pythonpath(SABOTAGE / "wrong_data", ROOT)}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "OWN 0" in out.stdout
 
 
 def test_lesson1_with_base_as_chat_model_fails_a_check():
