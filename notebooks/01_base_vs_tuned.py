@@ -240,7 +240,7 @@ fig = plots.bars(decoding_accuracy, title="chat model accuracy by decoding setti
 A = decoding_accuracy
 say(f"Sampling at high temperature lets unlikely tokens through, and accuracy drops from {A['greedy']:.2f} (greedy) "
     f"to {A['T=1.5']:.2f} (T=1.5); top-p cuts the long tail of unlikely tokens and wins back "
-    f"{(A['T=1.5, top-p=0.8'] - A['T=1.5']) / (A['greedy'] - A['T=1.5']):.0%} of the loss ({A['T=1.5, top-p=0.8']:.2f}).")
+    f"{A['T=1.5, top-p=0.8'] - A['T=1.5']:.2f} of the {A['greedy'] - A['T=1.5']:.2f} lost ({A['T=1.5, top-p=0.8']:.2f}).")
 
 # %% [markdown]
 # For factual answers, greedy or low temperature is the safe choice; sampling matters when you want
