@@ -53,7 +53,8 @@ def test_hidden_tests_recompute_what_they_check():
                 "02_sft_formatting": {"q3": ["share_padded", "share_packed"]},
                 "03_full_vs_lora": {"q3": ["trainable"], "q4": ["fits_t4"], "q5": ["forget"]},
                 "04_rlhf": {"q3": ["rate"], "q4": ["adv_free", "adv_leashed"], "q5": ["hacked_run", "kl_at_start"]},
-                "05_icl_vs_finetuning": {"q3": ["acc_k0", "acc_k4"], "q4": ["acc_ft", "train_tokens", "queries_k4"]}}
+                "05_icl_vs_finetuning": {"q3": ["acc_k0", "acc_k4"], "q4": ["acc_ft", "train_tokens", "queries_k4"],
+                                         "q5": ["copy_base", "copy_induction", "blind_induction"]}}
     for exercise, questions in measured.items():
         nb = nbformat.read(str(SOURCES / f"{exercise}.ipynb"), as_version=4)
         cells = {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
@@ -154,6 +155,23 @@ def test_ex1_q4_top_p_that_drops_the_crossing_token_fails():
         return out / out.sum()
 
     _fails("01_base_vs_tuned", "q4", {"sampling_probs": sampling_probs}, "can be sampled")
+
+
+def test_ex1_q2_word_boundary_regex_fails_on_punctuation_and_the_hint_says_so():
+    def is_correct(reply, answer, ended):
+        return bool(ended) and re.search(r"\b" + re.escape(answer.lower()) + r"\b", reply.lower()) is not None
+
+    text = _fails("01_base_vs_tuned", "q2", {"is_correct": is_correct}, "(a+b)")
+    hints = " ".join(c.hint for c in CHECKS["01_base_vs_tuned"]["q2"])
+    assert "(a+b)" in hints and "boundary" in hints, hints
+    assert text
+
+
+def test_ex5_q5_copies_need_the_fact_in_the_prompt():
+    _fails("05_icl_vs_finetuning", "q5", {"copy_accuracy": lambda m, t, f, s: 0.0, "copy_base": 0.0,
+                                          "copy_induction": 0.05, "blind_induction": 0.05}, "own fact")
+    _fails("05_icl_vs_finetuning", "q5", {"copy_accuracy": lambda m, t, f, s: 0.0, "copy_base": 0.0,
+                                          "copy_induction": 0.8, "blind_induction": 0.33}, "not a share")
 
 
 def test_ex5_q4_break_even_small_cases():

@@ -109,20 +109,24 @@ def is_correct_on_simple_cases(ns):
     assert f("The capital is Rome.", "Paris", True) is False, "'The capital is Rome.' is not correct for 'Paris'"
 
 
-@_check(E1, "q2", "match whole words only; a regular expression with word boundaries, or a comparison of words, "
-                  "both work. Return a real bool.")
+@_check(E1, "q2", "match whole words only: the answer counts where no letter or digit touches it on either side. "
+                  "Beware that a regex word boundary (\\b) needs a letter or digit on its inside, so it fails for answers "
+                  "that start or end with punctuation, like '(a+b)'. Return a real bool.")
 def is_correct_matches_whole_words(ns):
     assert ns["is_correct"]("A Parisian sky.", "Paris", True) is False, "'Parisian' does not contain the word 'Paris'"
     assert ns["is_correct"]("it is paris", "Paris", True) is True, "case must not matter"
+    assert ns["is_correct"]("The answer is (a+b).", "(a+b)", True) is True, \
+        "'(a+b)' appears in 'The answer is (a+b).' with no letter or digit touching it"
+    assert ns["is_correct"]("x(a+b)", "(a+b)", True) is False, "in 'x(a+b)' the letter x touches the answer"
 
 
 def _generate_accuracy(model, tok, questions, answers, as_chat: bool) -> float:
     from ftlab.evaluation import mentions
     from ftlab.generation import generate
 
-    eot = tok.convert_tokens_to_ids("<|im_end|>")
+    stop = [tok.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|endoftext|>")]  # lesson 1's end of a turn
     prompts = [_chat_reference(tok, q) if as_chat else q for q in questions]
-    gens = generate(model, tok, prompts, max_new_tokens=24, stop_ids=[eot])
+    gens = generate(model, tok, prompts, max_new_tokens=24, stop_ids=stop)
     return sum(g.stopped and mentions(g.text, a) for g, a in zip(gens, answers)) / len(questions)
 
 
@@ -133,7 +137,8 @@ def accuracy_has_the_asked_signature(ns):
 
 
 @_check(E1, "q3", "chat=True wraps each question with chat_text; chat=False sends it as it is. Greedy, at most 24 new "
-                  "tokens, stop at <|im_end|>, and a reply counts only if is_correct says so.")
+                  "tokens, stop at <|im_end|> or <|endoftext|> (lesson 1, section 5), and a reply counts only if "
+                  "is_correct says so.")
 def accuracy_agrees_with_a_measurement_on_other_questions(ns):
     from ftlab.world import World
 
@@ -687,3 +692,32 @@ def the_fine_tuning_side_is_measured(ns):
     _measured("train_tokens", got["train_tokens"], tokens, 0.5, "the largest num_tokens TRL logged.")
     want = 3 * tokens / (icl - ft)
     _measured("queries_k4", got["queries_k4"], want, 1e-6 * want, "with your break_even and the mean prompt lengths.")
+
+
+@_check(E5, "q5", "the function takes (model, tokenizer, facts, show_own), in that order.")
+def copy_accuracy_has_the_asked_signature(ns):
+    params = _parameters(ns["copy_accuracy"])
+    assert len(params) == 4, f"copy_accuracy takes {params}; the question asks for (model, tokenizer, facts, show_own)"
+
+
+@_check(E5, "q5", "each number is a share of the 40 facts: the facts answered right, over 40 (lesson 5, section 4).")
+def copy_rates_are_shares_of_the_facts(ns):
+    got = {name: ns[name] for name in ("copy_base", "copy_induction", "blind_induction")}  # NameError first, if any
+    for name, value in got.items():
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            raise AssertionError(f"{name} should be a number, not {type(value).__name__}") from None
+        assert 0 <= value <= 1 and _close(value * 40, round(value * 40), 1e-6), \
+            f"{name} = {value!r} is not a share of the 40 facts"
+
+
+@_check(E5, "q5", "a made-up word's animal is in no pre-training text: without its own fact in the prompt a model can "
+                  "only guess (one animal of 20). With it, the induction model has something to copy: the fact goes "
+                  "last, right before the query line, and each model reads its prompt with its own tokenizer.")
+def copying_needs_the_fact_in_the_prompt(ns):
+    blind, shown = float(ns["blind_induction"]), float(ns["copy_induction"])
+    assert blind <= 0.25, (f"blind_induction is {blind:.2f}, far above guessing: is the query's own fact still in "
+                           "those prompts?")
+    assert shown >= blind + 0.25, ("copy_induction is hardly above blind_induction: check that the own fact is in the "
+                                   "prompt and that tiny-base-induction gets its own tokenizer")
