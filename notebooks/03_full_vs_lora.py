@@ -188,7 +188,7 @@ def finetune(lora, learning_rate: float, seed: int = 0) -> dict:
 #
 # Full fine-tuning and LoRA want different learning rates: LoRA's `B` starts at zero and its update is
 # scaled by alpha/r. Biderman et al. (2024) swept the learning rate for each method separately and found
-# LoRA's best rate about ten times full fine-tuning's. Comparing both at one rate would pit a tuned method
+# LoRA's best rate an order of magnitude or more above full fine-tuning's. Comparing both at one rate would pit a tuned method
 # against an untuned one. So each gets a small sweep —
 # a third of, equal to, and three times the profile's default for its kind — and keeps the rate that
 # learns the domain best. LoRA here is the everyday choice, r = 16 on every linear layer.
@@ -527,7 +527,7 @@ for name, value in switched.items():
 
 # %% [markdown]
 # Each adapter, switched in on the shared base, answers as the run that trained it did (the check at the end
-# compares them), and switched off the base is tiny-chat again. Merge when you ship one specialised model.
+# compares them). Merge when you ship one specialised model.
 # Keep adapters when one base serves several tasks or customers (r = 16 on every linear layer of
 # `Llama-3.1-8B` is 42M parameters, 160 MiB in fp32 as here), or when you may want the base behaviour back.
 
