@@ -137,3 +137,46 @@ def assistant_loss(model, tokenizer, conversations: list[list[dict]], batch_size
         total += loss.item()
         count += int((targets != IGNORE_INDEX).sum())
     return total / max(1, count)
+
+
+@dataclass
+class PairedDifference:
+    """Mean of ``a - b`` and its bootstrap confidence interval; ``different`` when the interval excludes 0."""
+
+    difference: float
+    low: float
+    high: float
+    confidence: float
+
+    @property
+    def different(self) -> bool:
+        return self.low > 0 or self.high < 0
+
+    def __str__(self) -> str:
+        verdict = "different" if self.different else "no measurable difference"
+        return (f"{self.difference:+.2f} ({self.confidence:.0%} interval {self.low:+.2f} to {self.high:+.2f}): "
+                f"{verdict}")
+
+
+def paired_bootstrap(a, b, n_resamples: int = 4000, confidence: float = 0.95, seed: int = 0) -> PairedDifference:
+    """Is arm ``a`` different from arm ``b``? A paired bootstrap over seeds and questions.
+
+    ``a`` and ``b`` are per-question scores (1/0 for right/wrong), shaped (seeds, questions) or (questions,),
+    paired: ``a[s, q]`` and ``b[s, q]`` come from the same seed (data order) and the same question. Each
+    resample draws the seeds with replacement and the questions with replacement (one draw of questions for
+    all seeds, since every seed is asked the same questions), and takes the mean of ``a - b`` over the draw.
+    The interval is the central ``confidence`` share of those means; the arms are ``different`` when it
+    excludes 0. ``b`` may be one row (a single model, e.g. the model before tuning) paired with every seed of ``a``."""
+    import numpy as np
+
+    a, b = np.atleast_2d(np.asarray(a, dtype=float)), np.atleast_2d(np.asarray(b, dtype=float))
+    b = np.broadcast_to(b, a.shape)
+    diff = a - b
+    seeds, questions = diff.shape
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, seeds, size=(n_resamples, seeds))
+    q = rng.integers(0, questions, size=(n_resamples, questions))
+    means = diff[s[:, :, None], q[:, None, :]].mean(axis=(1, 2))
+    tail = (1 - confidence) / 2
+    low, high = np.quantile(means, [tail, 1 - tail])
+    return PairedDifference(float(diff.mean()), float(low), float(high), confidence)

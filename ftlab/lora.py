@@ -25,8 +25,12 @@ def linear_modules(model) -> dict[str, tuple[int, int]]:
     return out
 
 
-def lora_config(model, r: int, alpha: float | None = None, targets="all-linear", dropout: float = 0.0):
-    """A ``peft.LoraConfig`` for ``model``, refused with a reason if the targets or rank cannot work."""
+def lora_config(model, r: int, alpha: float | None = None, targets="all-linear", dropout: float = 0.0,
+                rslora: bool = False):
+    """A ``peft.LoraConfig`` for ``model``, refused with a reason if the targets or rank cannot work.
+
+    The update is scaled by ``alpha / r``; ``alpha`` defaults to ``2 * r``, so the scale is 2 at every rank.
+    ``rslora=True`` (PEFT's ``use_rslora``, Kalajdzievski 2023) scales by ``alpha / sqrt(r)`` instead."""
     from peft import LoraConfig
 
     layers = linear_modules(model)
@@ -41,7 +45,7 @@ def lora_config(model, r: int, alpha: float | None = None, targets="all-linear",
                               f"({min(too_big.values())}): a rank-{r} update of a layer whose rank is at most "
                               f"{min(too_big.values())} gains nothing. Use r <= {min(too_big.values())}.")
     return LoraConfig(r=r, lora_alpha=alpha if alpha is not None else 2 * r, target_modules=targets,
-                      lora_dropout=dropout, task_type="CAUSAL_LM")
+                      lora_dropout=dropout, task_type="CAUSAL_LM", use_rslora=rslora)
 
 
 def trainable_parameters(model) -> tuple[int, int]:

@@ -58,3 +58,28 @@ def test_qa_reports_mentions_and_ending_apart(tiny_base):
     rows = result.rows
     assert result.metrics["mentions_answer"] == sum(r["mentions"] for r in rows) / len(rows)
     assert result.accuracy == sum(r["mentions"] and r["ended"] for r in rows) / len(rows)
+
+
+def test_paired_bootstrap_tells_different_arms_from_identical_ones():
+    import numpy as np
+
+    from ftlab.evaluation import paired_bootstrap
+
+    rng = np.random.default_rng(0)
+    better = (rng.random((3, 48)) < 0.9).astype(float)
+    worse = (rng.random((3, 48)) < 0.5).astype(float)
+    clear = paired_bootstrap(better, worse)
+    assert clear.different and clear.low > 0 and abs(clear.difference - (better - worse).mean()) < 1e-12
+    assert paired_bootstrap(worse, better).different and paired_bootstrap(worse, better).high < 0
+    same = paired_bootstrap(better, better.copy())
+    assert not same.different and same.low == same.high == 0
+    # two arms that differ only by noise (independent draws at one rate) are not called different
+    noise = paired_bootstrap((rng.random((3, 48)) < 0.7).astype(float), (rng.random((3, 48)) < 0.7).astype(float))
+    assert not noise.different, noise
+    # one model (one row) paired with every seed of the other arm; the verdict is reproducible
+    assert paired_bootstrap(better, worse[0]).different
+    assert str(paired_bootstrap(better, worse)) == str(clear)
+    # a gap that only one seed shows is not a difference over seeds
+    one_seed = np.zeros((3, 48))
+    one_seed[0] = 1
+    assert not paired_bootstrap(one_seed, np.zeros((3, 48))).different

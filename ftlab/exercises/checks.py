@@ -394,16 +394,18 @@ def _fresh_model(name: str):
     return load_model(name)[0]
 
 
-@_check(E3, "q4", "in 16-mixed every weight is 4 bytes, and each trainable one adds a 4-byte gradient and two 4-byte "
-                  "AdamW moments (lesson 3, section 4).")
+@_check(E3, "q4", "in 16-mixed a trained weight is fp32 (4 bytes) with a 4-byte gradient and two 4-byte AdamW "
+                  "moments: 16 bytes; a frozen weight is fp16, 2 bytes and nothing else (lesson 3, section 4).")
 def state_bytes_small_cases(ns):
     f = ns["state_bytes"]
-    assert int(f(1000, 0)) == 4000, "1000 frozen parameters: weights only"
+    got = int(f(1000, 0))
+    assert got != 4000, "frozen weights are stored in fp16 in 16-mixed: 2 bytes each, not 4"
+    assert got == 2000, f"1000 frozen parameters: {got} bytes is wrong (weights only, fp16)"
     got = int(f(1000, 1000))
     assert got == 16000, f"1000 parameters, all training: {got} bytes is wrong (think per parameter)"
     got = int(f(1000, 10))
-    assert got != 4000 + 16 * 10, "a LoRA adapter's parameters are already counted in n_params: add only what training adds"
-    assert got == 4000 + 12 * 10, f"1000 parameters of which 10 train: {got} bytes is wrong"
+    assert got != 2000 + 16 * 10, "a LoRA adapter's parameters are already counted in n_params: 990 are frozen, 10 train"
+    assert got == 2 * 990 + 16 * 10, f"1000 parameters of which 10 train: {got} bytes is wrong"
 
 
 @_check(E3, "q4", "count the parameters from each config, then compare state_bytes with 15 * 2**30 for full "
@@ -418,7 +420,7 @@ def fits_t4_is_computed(ns):
     for name, cfg in configs.items():
         c = read_config(cfg)
         n, lora = parameter_counts(c)["total"], lora_parameter_count(c, 16)
-        want = {"full": 16 * n <= 15 * 2**30, "lora": 4 * (n + lora) + 12 * lora <= 15 * 2**30}
+        want = {"full": 16 * n <= 15 * 2**30, "lora": 2 * n + 16 * lora <= 15 * 2**30}
         assert set(fits[name]) == {"full", "lora"}, f"fits_t4[{name!r}] should have the keys 'full' and 'lora'"
         wrong += [f"{name} {m}" for m in want if bool(fits[name][m]) != want[m]]
     assert not wrong, f"{len(wrong)} of the {2 * len(configs)} answers differ from a fresh computation"
