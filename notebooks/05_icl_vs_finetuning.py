@@ -374,8 +374,9 @@ ax.plot([1, 8], [copying[profile.base_model, "first"], copying[profile.base_mode
 ax.axhline(1 / len(MASCOTS), color="grey", ls=":", label="guessing one of 20 animals")
 ax.set_xlabel("position of the query's own fact among the 8 (8 = right before the query)")
 ax.set_ylabel(f"accuracy ({len(facts)} queries)")
-ax.set_ylim(0, 1.05)
-ax.legend(fontsize=8, loc="lower left")
+ax.set_ylim(-0.05, 1.3)
+ax.set_yticks(np.linspace(0, 1, 6))
+ax.legend(fontsize=8, loc="upper center", ncol=3)
 fig.tight_layout()
 print("\n" + own_fact_prompt(ctok, 0, *facts[0], 7))
 
@@ -600,7 +601,7 @@ ax.bar(x + 0.2, ft_bars, 0.4, yerr=[se(v, n) for v, (n, _) in zip(ft_bars, group
 ax.set_xticks(x, [f"{n} facts\n{what}" for n, what in groups])
 ax.set_ylabel("accuracy on the facts given")
 ax.set_ylim(0, 1.1)
-ax.set_title(f"the same facts, asked as given (`Fulu ->`) and reworded (`{reword('Fulu')}`)")
+ax.set_title(f"the same facts, asked as given (Fulu ->) and reworded ({reword('Fulu')})")
 ax.text(x[-2] - 0.2, 0.05, "does not fit", rotation=90, ha="center", fontsize=8)
 ax.legend(fontsize=8, loc="lower left")
 fig.tight_layout()
@@ -738,7 +739,8 @@ assert known_ft >= icl_means[0] + 0.3, (known_ft, icl_means[0])  # so does train
 for s in (sens_base, sens_copier):
     assert s["wrong task first"] >= s["wrong task last"] + 0.3 and s["all wrong task"] <= 0.2, sensitivity
     assert s["shuffled labels"] >= s["right task"] - 0.1, sensitivity  # shuffled labels: answered from memory
-assert sens_copier["wrong task last"] >= sens_base["wrong task last"] + 0.2, sensitivity
+if copier_name != profile.base_model:  # on the gpu profile both are the same hub model
+    assert sens_copier["wrong task last"] >= sens_base["wrong task last"] + 0.2, sensitivity
 # B: the induction-trained model copies a fact from its prompt; the tiny base does not
 assert min(middle) >= 0.8, by_position
 if copier_name != profile.base_model:
