@@ -120,39 +120,66 @@ class LossMaskViewer(_Widget):
 
 
 class ICLExplorer(_Widget):
-    """Choose k and which demonstrations; see the prompt, the prediction and its probability."""
+    """Choose a task, k and which demonstrations; see the prompt, the prediction and its probability.
 
-    def __init__(self, model, tokenizer, pool: list[tuple[str, str]], queries: list[tuple[str, str]]):
-        from ftlab.icl import context_window
+    ``model, tokenizer, pool, queries`` are the first task (lesson 5: the known task on the tiny base);
+    ``tasks`` maps more task names to ``(model, tokenizer, pool, queries)`` (lesson 5: the new facts on the
+    model that copies), switched with the ``task`` buttons. The query's own pair is left out of the drawn
+    demonstrations unless ``own`` is ticked, which puts it at a random place among them.
+    """
 
-        self.model, self.tokenizer, self.pool = model, tokenizer, pool
-        self.window = context_window(tokenizer, model)
+    def __init__(self, model, tokenizer, pool: list[tuple[str, str]], queries: list[tuple[str, str]],
+                 tasks: dict | None = None, first_task: str = "known task"):
+        self.tasks = {first_task: (model, tokenizer, pool, queries), **(tasks or {})}
+        self.task = w.ToggleButtons(options=list(self.tasks), description="Task")
         self.k = w.IntSlider(value=4, min=0, max=min(64, len(pool)), description="k")
         self.seed = w.IntSlider(value=0, min=0, max=20, description="draw")
-        self.demos = w.SelectMultiple(options=[f"{x} -> {y}" for x, y in pool], rows=6,
-                                      description="or pick", layout=w.Layout(width="60%"))
-        self.query = w.Dropdown(options=[(f"{x}  (answer: {y})", i) for i, (x, y) in enumerate(queries)], description="Query")
+        self.own = w.Checkbox(value=False, description="the query's own pair in the prompt", indent=False)
+        self.demos = w.SelectMultiple(rows=6, description="or pick", layout=w.Layout(width="60%"))
+        self.query = w.Dropdown(description="Query")
         self.button = w.Button(description="Predict", button_style="primary")
         self.result = w.HTML()
-        self.queries = queries
+        self._use(first_task)
+        self.task.observe(lambda change: self._use(change["new"]), names="value")
         self.button.on_click(lambda _: self.run())
-        self.box = w.VBox([w.HBox([self.k, self.seed]), self.demos, self.query, self.button, self.result])
+        self.box = w.VBox([self.task, w.HBox([self.k, self.seed, self.own]), self.demos, self.query, self.button,
+                           self.result])
 
-    def chosen_demos(self, exclude: str) -> list[tuple[str, str]]:
-        """Hand-picked demonstrations if any are selected, else ``k`` random ones from draw ``seed``."""
+    def _use(self, name: str) -> None:
+        from ftlab.icl import context_window
+
+        self.model, self.tokenizer, self.pool, self.queries = self.tasks[name]
+        self.window = context_window(self.tokenizer, self.model)
+        self.k.max = min(64, len(self.pool))
+        self.demos.value = ()
+        self.demos.options = [f"{x} -> {y}" for x, y in self.pool]
+        self.query.options = [(f"{x}  (answer: {y})", i) for i, (x, y) in enumerate(self.queries)]
+        self.query.value = 0
+        self.result.value = ""
+
+    def chosen_demos(self, query: tuple[str, str]) -> list[tuple[str, str]]:
+        """Hand-picked demonstrations if any are selected, else ``k`` random ones from draw ``seed``
+        (with the query's own pair at a random place among them if ``own`` is ticked)."""
+        import random
+
         from ftlab.icl import sample_demos
 
         if self.demos.value:
             picked = set(self.demos.value)
             return [(x, y) for x, y in self.pool if f"{x} -> {y}" in picked]
-        return sample_demos(self.pool, self.k.value, seed=self.seed.value, exclude=exclude)
+        x = query[0]
+        k = self.k.value - 1 if self.own.value and self.k.value else self.k.value
+        demos = sample_demos(self.pool, min(k, len([d for d in self.pool if d[0] != x])), seed=self.seed.value, exclude=x)
+        if self.own.value:
+            demos.insert(random.Random(self.seed.value).randint(0, len(demos)), query)
+        return demos
 
     def run(self) -> dict:
         from ftlab.icl import ContextWindowError, build_prompt, predict
 
         x, y = self.queries[self.query.value]
         try:
-            prompt = build_prompt(self.tokenizer, self.chosen_demos(x), x, self.window)
+            prompt = build_prompt(self.tokenizer, self.chosen_demos((x, y)), x, self.window)
         except ContextWindowError as err:
             self.result.value = f"<b style='color:#b00'>{html.escape(str(err))}</b>"
             return {"error": str(err)}

@@ -68,6 +68,25 @@ def test_icl_explorer_widget(tiny_base, language_task):
     assert "error" in explorer.run() and "at most" in explorer.result.value
 
 
+def test_icl_explorer_switches_to_the_new_facts_task(tiny_base, language_task):
+    from ftlab.icl import new_facts
+
+    pool, test = language_task
+    facts = new_facts(0)
+    explorer = ICLExplorer(*tiny_base, pool, test, tasks={"new facts": (*tiny_base, facts, facts)})
+    assert explorer.run()["prompt"].endswith(f"{test[0][0]} ->")
+    explorer.task.value = "new facts"  # the pool, the queries and the pickable demonstrations follow the task
+    assert explorer.pool is facts and len(explorer.demos.options) == len(facts) and explorer.k.max == 64
+    explorer.k.value = 4
+    out = explorer.run()["prompt"]
+    assert out.endswith(f"{facts[0][0]} ->") and out.count("\n") == 4 and f"{facts[0][0]} -> " not in out
+    explorer.own.value = True  # the query's own pair goes in, k stays the number of demonstrations
+    out = explorer.run()["prompt"]
+    assert out.count("\n") == 4 and f"{facts[0][0]} -> {facts[0][1]}\n" in out
+    explorer.task.value = "known task"
+    assert explorer.pool is pool and explorer.run()["prompt"].endswith(f"{test[0][0]} ->")
+
+
 def test_new_facts_are_reproducible_and_unknown_to_pretraining(world):
     from ftlab.icl import MASCOTS, new_facts
 
