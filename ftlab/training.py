@@ -114,8 +114,8 @@ def sft_trainer_class() -> type:
     return ModelLossSFTTrainer
 
 
-def _trainable_in_fp32(model) -> None:
-    """Mixed precision trains fp32 weights; autocast does the compute in bf16 or fp16.
+def fp32_trainables(model) -> None:
+    """Mixed precision trains fp32 weights; autocast does the compute in bf16 or fp16 (``Profile.prepare``).
 
     Trained weights in 16 bits would lose small updates: ``torch.optim.AdamW`` keeps its states in the
     parameters' dtype, and an update below half a bf16 step (about 0.4% of the weight) rounds away —
@@ -141,7 +141,7 @@ def _base_args(profile, kind: str, overrides: dict) -> dict:
 
 def _run(trainer, quiet: bool = False) -> TrainRun:
     if trainer.args.fp16 or trainer.args.bf16:  # mixed precision: fp32 trained weights, 16-bit autocast
-        _trainable_in_fp32(trainer.model)
+        fp32_trainables(trainer.model)  # what Profile.prepare does, after TRL built (and maybe cast) the model
     if quiet:
         from transformers.trainer_callback import PrinterCallback
 
