@@ -177,6 +177,78 @@ def train_reward_model(model, tokenizer, pairs, profile, quiet: bool = False, **
     return _run(trainer, quiet)
 
 
+def checkpoint_differs(model, tensors: int = 4) -> str | None:
+    """The checkpoint ``model.config`` names (``_name_or_path``: what TRL reloads a reference model from) when a
+    few of the model's tensors differ from that checkpoint's files, else None.
+
+    Cheap: ``tensors`` tensors spread over the checkpoint are read from its safetensors files and compared, each
+    in the narrower of the two dtypes (a bf16 checkpoint loaded in fp32 compares exactly; a bf16-loaded model
+    upcast to fp32 for training too). A PEFT model (whose reference is the base with its adapter off), or a
+    checkpoint whose files are not on this machine, cannot differ in this sense: None."""
+    import torch
+
+    if hasattr(model, "peft_config") or getattr(model, "config", None) is None:
+        return None
+    name = getattr(model.config, "_name_or_path", "") or ""
+    files = _checkpoint_files(name)
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    mine = dict(model.state_dict())
+    keys = []
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            keys += [(path, k) for k in f.keys() if k in mine]
+    if not keys:
+        return None
+    for path, key in [keys[i * (len(keys) - 1) // max(1, tensors - 1)] for i in range(min(tensors, len(keys)))]:
+        with safe_open(str(path), framework="pt") as f:
+            saved = f.get_tensor(key)
+        current = mine[key].detach().to("cpu")
+        if saved.shape != current.shape:
+            return name
+        if saved.dtype == current.dtype or saved.element_size() != current.element_size():
+            narrow = saved.dtype if saved.element_size() <= current.element_size() else current.dtype
+            same = torch.equal(saved.to(narrow), current.to(narrow))
+        else:  # bf16 against fp16: each rounds the other; a fine-tuned tensor moves further than that
+            same = torch.allclose(saved.float(), current.float(), rtol=2**-7, atol=1e-7)
+        if not same:
+            return name
+    return None
+
+
+def _checkpoint_files(name: str) -> list:
+    """The safetensors files of a local folder or of a hub id already in the local cache ([] when neither)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(name).expanduser() if name else None
+    if folder is not None and folder.is_dir():
+        return sorted(folder.glob("*.safetensors"))
+    if not name or name.count("/") != 1:
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    single = try_to_load_from_cache(name, "model.safetensors")
+    if isinstance(single, str):
+        return [Path(single)]
+    index = try_to_load_from_cache(name, "model.safetensors.index.json")
+    if not isinstance(index, str):
+        return []
+    shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+    found = [try_to_load_from_cache(name, shard) for shard in shards]
+    return [Path(f) for f in found if isinstance(f, str)]
+
+
+def _save_first(name: str, trainer: str) -> str:
+    return (f"This policy's weights differ from {name!r}, the checkpoint its config names, and {trainer} reloads its "
+            f"reference model from there: the reference would silently be that checkpoint, not the model you "
+            f"start from. Save the policy first and load it from its folder: policy.save_pretrained(folder) and "
+            f"tokenizer.save_pretrained(folder) (or ftlab.models.save_model(policy, tokenizer, folder)), then "
+            f"policy, tokenizer = ftlab.load_model(folder, profile, for_training=True).")
+
+
 def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profile, beta: float,
                callbacks=None, quiet: bool = False, **overrides) -> TrainRun:
     """Online RL with TRL's ``RLOOTrainer``: sample ``num_generations`` replies per prompt, score them with
@@ -186,6 +258,10 @@ def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profi
 
     if "prompt" not in prompts.column_names:
         raise ValueError(f"Online RL needs a 'prompt' column; this dataset has {prompts.column_names}.")
+    # TRL 1.16's RLOOTrainer takes no reference model: it reloads one from the policy's config when beta > 0
+    changed = checkpoint_differs(policy) if overrides.get("beta", beta) else None
+    if changed is not None:
+        raise ValueError(_save_first(changed, "RLOOTrainer"))
     args = _base_args(profile, "rl", {"learning_rate": profile.learning_rates["rl"], "beta": beta, "num_generations": 4,
                                            "max_completion_length": 24, "temperature": 1.0, "quiet": quiet, **overrides})
     with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
@@ -197,13 +273,20 @@ def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profi
 
 def train_dpo(policy, tokenizer, pairs, profile, beta: float = 0.1, quiet: bool = False, **overrides) -> TrainRun:
     """Direct preference optimisation with TRL's ``DPOTrainer``: no reward model, no sampling; the
-    starting model, frozen, is the reference."""
+    starting model, frozen, is the reference. TRL reloads that reference from the checkpoint the policy's
+    config names; when the policy's weights differ from it (fine-tuned in memory), a frozen copy of the
+    policy as it is now is passed as ``ref_model`` instead."""
+    import copy
+
     from trl import DPOConfig, DPOTrainer
 
     _check_pairs(pairs)
+    reference = None
+    if checkpoint_differs(policy) is not None:
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
     args = _base_args(profile, "dpo", {"learning_rate": profile.learning_rates["dpo"], "beta": beta, "max_length": 128,
                                             "quiet": quiet, **overrides})
     with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
-        trainer = DPOTrainer(model=policy, args=DPOConfig(**args), processing_class=tokenizer,
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=DPOConfig(**args), processing_class=tokenizer,
                              train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
     return _run(trainer, quiet)
