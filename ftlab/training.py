@@ -69,6 +69,21 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     return _run(trainer, quiet)
 
 
+# TRL internals the loss override reads or writes (TRL 1.16); when a release lacks one, the override steps aside
+TRL_PRIVATE = ("_total_train_tokens", "_metrics", "aux_loss_enabled", "_is_vision_dataset")
+_warned_missing: set = set()
+
+
+def _trl_private_missing(trainer) -> list[str]:
+    """The TRL internals the override needs that ``trainer`` lacks (a renamed attribute in another release)."""
+    missing = [name for name in TRL_PRIVATE if not hasattr(trainer, name)]
+    if "_metrics" not in missing and not (isinstance(trainer._metrics, dict) and "train" in trainer._metrics):
+        missing.append("_metrics['train']")
+    if not hasattr(trainer.args, "loss_type"):
+        missing.append("args.loss_type")
+    return missing
+
+
 @functools.cache
 def sft_trainer_class() -> type:
     """TRL's ``SFTTrainer`` with the model's own loss in training: what ``train_sft`` builds.
@@ -84,7 +99,13 @@ def sft_trainer_class() -> type:
     with its labels, as a hand-written loop does, and counts ``num_tokens`` as TRL does; it logs no
     ``entropy`` nor ``mean_token_accuracy`` (no lesson reads them). Evaluation, and anything that needs
     TRL's own loss (another ``loss_type``, label smoothing, ``compute_loss_func``, an MoE auxiliary loss,
-    several processes or parallelism, vision data, PEFT prompt learning), keep TRL's ``compute_loss``."""
+    several processes or parallelism, vision data, PEFT prompt learning), keep TRL's ``compute_loss``.
+
+    The override touches TRL internals (``TRL_PRIVATE``). When this TRL lacks any of them (renamed in a later
+    release), it warns once and takes TRL's own ``compute_loss``: slower, never a different loss.
+    tests/test_sft_loss.py compares loss, trained weights and token counts with TRL's ``SFTTrainer`` under
+    both ``make test`` and ``make test-compat`` (newest and oldest TRL)."""
+    import warnings
     import torch
     from trl import SFTTrainer
 
@@ -99,6 +120,14 @@ def sft_trainer_class() -> type:
                     or not ("attention_mask" in inputs or "position_ids" in inputs))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            missing = _trl_private_missing(self)
+            if missing:
+                if tuple(missing) not in _warned_missing:
+                    _warned_missing.add(tuple(missing))
+                    warnings.warn(f"This TRL ({__import__('trl').__version__}) has no {', '.join(missing)}: ftlab's "
+                                  "faster SFT loss steps aside and TRL's own compute_loss is used (same loss, "
+                                  "slower).", RuntimeWarning, stacklevel=2)
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if return_outputs or num_items_in_batch is None or self._trl_loss_needed(inputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # summed over the tokens with a label, divided by their count in the whole (accumulated) batch, at least 1:
