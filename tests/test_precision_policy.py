@@ -125,6 +125,24 @@ def test_ftlab_training_route(gpu_profile, world, method):
     _check_step(run.trainer, before, gpu_profile, frozen_16bit=method == "lora")
 
 
+@pytest.mark.parametrize("kind", ["reward", "dpo"])
+def test_ftlab_preference_routes(gpu_profile, world, kind):
+    from ftlab.rlhf import load_reward_model
+    from ftlab.training import train_dpo, train_reward_model
+
+    if kind == "reward":
+        model, tok = load_reward_model("tiny-chat", gpu_profile)
+    else:
+        model, tok = ftlab.load_model("tiny-chat", gpu_profile, for_training=True)
+    assert next(model.parameters()).dtype == _sixteen(gpu_profile)
+    before = _snapshot(model)
+    pairs = world.preferences()["train"].select(range(4))
+    train = train_reward_model if kind == "reward" else train_dpo
+    # DPO's first step from the reference has a zero-margin loss whose gradient is still nonzero
+    run = train(model, tok, pairs, gpu_profile, quiet=True, **_one_step(learning_rate=_learning_rate(model)))
+    _check_step(run.trainer, before, gpu_profile, frozen_16bit=False)
+
+
 def _plain_trl(gpu_profile, world, tmp_path, method, prepare: bool):
     from trl import SFTConfig, SFTTrainer
 
