@@ -89,10 +89,19 @@ def evaluate_cmd(args) -> int:
     return 0
 
 
+def _at_least(value, low, flag: str, example: str, strictly: bool = False) -> None:
+    """Refuse a number option below ``low`` (or equal to it, with ``strictly``) as a UserError: one line, exit 2."""
+    if value is not None and (value <= low if strictly else value < low):
+        bound = f"more than {low:g}" if strictly else f"{low:g} or more"
+        raise UserError(f"{flag} must be {bound}, not {value:g}: e.g. {flag} {example}.")
+
+
 def data_check_cmd(args) -> int:
     from ftlab.data import DataError, load_for_model
     from ftlab.models import ModelNotFoundError
     from ftlab.profiles import setup
+
+    _at_least(args.max_length, 1, "--max-length", "512 (or leave it out for the model's context length)")
 
     profile = setup(quiet=True)
     try:
@@ -134,6 +143,9 @@ def release_cmd(args) -> int:
 def grade_cmd(args) -> int:
     from ftlab.grading import GradingError, grade
 
+    _at_least(args.jobs, 1, "--jobs", "2 (submissions graded at once)")
+    _at_least(args.timeout, 0, "--timeout", "300 (seconds per submission)", strictly=True)
+    _at_least(args.memory, 1, "--memory", "8192 (MB per kernel; 0 would lift the limit)")
     try:
         results = grade(args.submissions, args.exercise, args.out, jobs=args.jobs, timeout=args.timeout,
                         memory_mb=args.memory, force=args.force, source_dir=args.source, feedback_dir=args.feedback,
@@ -170,7 +182,19 @@ def bench_cmd(args) -> int:
     from ftlab import bench
 
     if args.write_readme:  # README's figures come from one saved run, never typed by hand
-        bench.write_readme(bench.load_results(args.write_readme))
+        try:
+            results = bench.load_results(args.write_readme)
+        except FileNotFoundError:
+            raise UserError(f"no file {args.write_readme}: save a run first with `ftlab bench --out "
+                            f"{args.write_readme}`, or name the JSON a run wrote.") from None
+        except (OSError, ValueError) as err:
+            raise UserError(f"cannot read {args.write_readme} as a saved bench run ({err}): write it with "
+                            "`ftlab bench --out FILE`.") from None
+        try:
+            bench.write_readme(results)
+        except (KeyError, TypeError, AttributeError) as err:  # JSON, but not what `ftlab bench --out` writes
+            raise UserError(f"{args.write_readme} is not a saved bench run (no {err}): write it with "
+                            "`ftlab bench --out FILE`.") from None
         print(f"README.md: benchmark block written from {args.write_readme}")
         return 0
     results = bench.run(lessons=not args.no_lessons)

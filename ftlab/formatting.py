@@ -60,22 +60,66 @@ def has_generation_markers(template: str | None) -> bool:
 
 
 def with_generation_markers(tokenizer):
-    """Give a ChatML tokenizer (SmolLM2, Qwen, the tiny models) ftlab's ChatML template with markers.
+    """Make sure ``tokenizer``'s chat template can mark the assistant's tokens, keeping the model's own format.
 
-    Templates without ``{% generation %}`` cannot say which tokens the assistant wrote. For ChatML
-    models ftlab swaps in the same format with the markers (no default system prompt: SmolLM2's own
-    template adds one when a conversation has no system message), also for a tokenizer with no template
-    that has the ChatML tokens (a base model's); other templates are left alone and ``check_template``
-    explains what to do.
+    In order: a template that already has ``{% generation %}`` markers is kept; one TRL has a training
+    version of (``trl.chat_template_utils.get_training_chat_template``: the same text with markers) gets
+    that; a ChatML template (SmolLM2, the tiny models), or no template on a tokenizer with the ChatML tokens
+    (a base model's), gets ftlab's ChatML template with markers, carrying over the default system prompt
+    the model's template adds when a conversation has none (SmolLM2-Instruct's "You are a helpful AI
+    assistant named SmolLM..."). Other templates are left alone and ``check_template`` explains what to do.
     """
     template = tokenizer.chat_template
-    chatml = "<|im_start|>" in (template or "")
-    if template is None:  # a base model's tokenizer may ship no template while knowing the ChatML tokens
-        vocab = tokenizer.get_vocab()
-        chatml = "<|im_start|>" in vocab and "<|im_end|>" in vocab
-    if not has_generation_markers(template) and chatml:
+    if isinstance(template, dict) or has_generation_markers(template):
+        return tokenizer
+    if template is not None:
+        trl_version = _trl_training_template(tokenizer)
+        if trl_version is not None:
+            tokenizer.chat_template = trl_version
+            return tokenizer
+        if "<|im_start|>" in template:
+            tokenizer.chat_template = chatml_template(_default_system_prompt(tokenizer))
+        return tokenizer
+    vocab = tokenizer.get_vocab()  # a base model's tokenizer may ship no template while knowing the ChatML tokens
+    if "<|im_start|>" in vocab and "<|im_end|>" in vocab:
         tokenizer.chat_template = CHAT_TEMPLATE
     return tokenizer
+
+
+def chatml_template(default_system: str | None = None) -> str:
+    """ftlab's ChatML template with generation markers; with ``default_system``, a conversation that does
+    not start with a system message gets that one first, as SmolLM2-Instruct's own template does."""
+    if default_system is None:
+        return CHAT_TEMPLATE
+    import json
+
+    first = ("{%- if loop.first and message['role'] != 'system' %}{{- '<|im_start|>system\\n' + "
+             + json.dumps(default_system) + " + '<|im_end|>\\n' }}{%- endif %}")
+    return CHAT_TEMPLATE.replace("{%- for message in messages %}", "{%- for message in messages %}" + first, 1)
+
+
+def _default_system_prompt(tokenizer) -> str | None:
+    """The system message a ChatML template adds to a conversation without one (None if it adds none)."""
+    import re
+
+    probe = "ftlab-probe-9f3c"
+    try:
+        text = tokenizer.apply_chat_template([{"role": "user", "content": probe}], tokenize=False)
+    except Exception:  # a template that needs more than messages: no default to carry over
+        return None
+    head = text.split(f"<|im_start|>user\n{probe}", 1)[0]
+    found = re.fullmatch(r"<\|im_start\|>system\n(.*)<\|im_end\|>\n", head, flags=re.S)
+    return found.group(1) if found else None
+
+
+def _trl_training_template(tokenizer) -> str | None:
+    """TRL's training version (with markers) of a template it knows, else None."""
+    try:
+        from trl.chat_template_utils import get_training_chat_template
+
+        return get_training_chat_template(tokenizer)
+    except Exception:  # an unknown template (ValueError), or a TRL without this helper
+        return None
 
 
 def assistant_labels(tokenizer, messages: list[dict]) -> tuple[list[int], list[int]]:

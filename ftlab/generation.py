@@ -37,6 +37,8 @@ def generate(model, tokenizer, prompts: list[str], max_new_tokens: int = 32, sto
              do_sample: bool = False, temperature: float = 1.0, top_p: float = 1.0, batch_size: int = 64,
              seed: int | None = None) -> list[Generation]:
     """Continue each prompt (batched, left-padded). Stops at ``stop_ids`` (default: the model's EOS ids)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(f"batch_size must be a whole number of prompts, 1 or more (e.g. 64), not {batch_size!r}.")
     if stop_ids is None:
         eos = model.generation_config.eos_token_id
         stop_ids = list(eos) if isinstance(eos, (list, tuple)) else [eos if eos is not None else tokenizer.eos_token_id]

@@ -33,6 +33,14 @@ def lora_config(model, r: int, alpha: float | None = None, targets="all-linear",
     ``rslora=True`` (PEFT's ``use_rslora``, Kalajdzievski 2023) scales by ``alpha / sqrt(r)`` instead."""
     from peft import LoraConfig
 
+    if isinstance(r, bool) or not isinstance(r, int) or r < 1:
+        raise ValueError(f"LoRA rank r must be a whole number, 1 or more (e.g. 8 or 16), not {r!r}.")
+    if alpha is not None and (isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha > 0):
+        raise ValueError(f"LoRA alpha must be a positive number (e.g. 2 * r = {2 * r}), or None for 2 * r; not {alpha!r}.")
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        raise ValueError(f"LoRA dropout is a probability: from 0 (none) up to, not including, 1 (e.g. 0.05); not {dropout!r}.")
+    if isinstance(targets, str) and targets != "all-linear":
+        targets = [targets]  # one layer's name, as PEFT takes a string
     layers = linear_modules(model)
     names = list(layers) if targets == "all-linear" else list(targets)
     unknown = [t for t in names if t not in layers]

@@ -35,8 +35,28 @@ The estimate's model of one training step:
   and its gradient), plus autocast's 16-bit copies of the fp32 weights. Gradient checkpointing
   keeps only each layer's input, plus one layer's worth during recomputation.
 
-Gradients are only allocated once backward has freed most activations, so the peak is
-``weights + lora + optimizer + max(activations, gradients)``; the breakdown lists all of them.
+**When activations and gradients are both live.** Backward runs from the loss to the first layer. It
+starts with every activation saved and produces the output layer's weight gradient first (``vocab × d``
+trained numbers in full fine-tuning, tied or not; none with LoRA); then each layer's backward frees that
+layer's activations and allocates its weight gradients, so the two trade places layer by layer; at the end
+every gradient exists while the first layer's activations are still held. With the layers alike, the sum is
+largest at one end or the other, so the tensor peak is::
+
+    weights + lora + optimizer + max(activations + output-layer gradients, gradients + one layer's activations)
+
+(the optimizer step after backward adds nothing more with a fused or per-tensor AdamW: transformers' default
+``adamw_torch_fused`` on a GPU, ``torch.optim.AdamW`` on a CPU; ``torch.optim.AdamW``'s ``foreach`` path on a
+GPU would add one more trained-size temporary, not counted). ``MemoryEstimate.total`` is this tensor peak,
+what ``measure_peak`` measures (tests/test_memory.py compares them on the CPU, within 10%).
+
+**On a GPU** more is needed than the tensors: ``MemoryEstimate.device_total`` (what ``fits`` compares)
+adds ``CUDA_CONTEXT`` (0.5 GiB: the CUDA context, cuBLAS workspace and kernels PyTorch loads; an assumption,
+not measured in this project, which has no GPU to measure on — commonly reported at 0.3–0.5 GiB with CUDA's lazy
+module loading, and up to ~1 GiB without it) and ``ALLOCATOR_MARGIN`` (10% of the tensor peak for the caching
+allocator's fragmentation and rounding; also an assumption, not measured here).
+
+The ``16-mixed`` regime (a T4) is measured against CPU fp16 autocast in tests/test_memory.py (no GPU here):
+its tensors are the same sizes as on a GPU; the GPU's own allocator and kernels are not.
 """
 
 from __future__ import annotations
@@ -78,6 +98,8 @@ OPTIMIZERS = tuple(OPTIMIZER_STATES) + tuple(OPTIMIZER_BYTES)
 ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 MLP = ("gate_proj", "up_proj", "down_proj")
 GIB = 2**30
+CUDA_CONTEXT = 0.5 * GIB  # assumed, not measured here: CUDA context + cuBLAS workspace + loaded kernels
+ALLOCATOR_MARGIN = 0.10  # assumed: the caching allocator's reserved memory over the tensor peak
 
 
 class ConfigError(ValueError):
@@ -143,17 +165,28 @@ class MemoryEstimate:
     trainable: int
     breakdown: dict[str, float] = field(default_factory=dict)  # bytes per component
     precision: str = "bf16-mixed"
+    head_gradients: float = 0.0  # bytes: the output layer's weight gradient, the first one backward makes
+    layer_activations: float = 0.0  # bytes: one decoder layer's saved activations, the last ones backward frees
 
     @property
     def total(self) -> float:
+        """Peak tensor bytes of a training step (the module docstring's model): what ``measure_peak`` measures."""
         b = self.breakdown
-        return b["weights"] + b["lora"] + b["optimizer"] + max(b["activations"], b["gradients"])
+        return b["weights"] + b["lora"] + b["optimizer"] + max(b["activations"] + self.head_gradients,
+                                                              b["gradients"] + self.layer_activations)
+
+    @property
+    def device_total(self) -> float:
+        """Bytes a GPU needs: the tensor peak, plus ``CUDA_CONTEXT`` and ``ALLOCATOR_MARGIN`` (both assumed)."""
+        return self.total * (1 + ALLOCATOR_MARGIN) + CUDA_CONTEXT
 
     def gib(self) -> dict[str, float]:
-        return {k: round(v / GIB, 3) for k, v in self.breakdown.items()} | {"total": round(self.total / GIB, 3)}
+        return {k: round(v / GIB, 3) for k, v in self.breakdown.items()} | {
+            "total": round(self.total / GIB, 3), "device_total": round(self.device_total / GIB, 3)}
 
     def fits(self, gib: float) -> bool:
-        return self.total <= gib * GIB
+        """Whether a GPU with ``gib`` GiB holds the step: ``device_total``, context and allocator margin included."""
+        return self.device_total <= gib * GIB
 
 
 def estimate(config, method: str = "full", batch: int = 1, seq_len: int = 512, precision: str | None = None,
@@ -200,14 +233,17 @@ def estimate(config, method: str = "full", batch: int = 1, seq_len: int = 512, p
     if method != "full" and regime.compute != 4 and not regime.autocast:
         per_layer += 4 * _adapter_inputs(cfg, lora_targets)  # PEFT runs fp32 adapters on fp32 copies of their inputs
     layers = L * d * residual + per_layer if gradient_checkpointing else L * per_layer
+    one_layer = batch * seq_len * per_layer  # checkpointed or not, one layer's worth is live at backward's end
     logits = cfg["vocab_size"] * (12 if regime.compute == 4 else 14)  # logits (+ fp32 upcast), log-softmax, gradient
     activations = batch * seq_len * (layers + logits)
     if regime.autocast:  # a 16-bit copy of every fp32 weight a matrix product uses (the output layer too)
         fp32_in_matmuls = counts["linear"] + cfg["vocab_size"] * d if method == "full" else lora
         activations += 2 * fp32_in_matmuls
+    head = cfg["vocab_size"] * d * trained_bytes if method == "full" else 0  # LoRA leaves the output layer alone
     return MemoryEstimate(method, counts["total"], trainable, {
         "weights": weights, "lora": lora * 4, "gradients": trainable * trained_bytes,
-        "optimizer": optimizer_bytes, "activations": activations}, precision)
+        "optimizer": optimizer_bytes, "activations": activations}, precision,
+        head_gradients=head, layer_activations=one_layer)
 
 
 def _precision(precision: str | None, dtype: str | None) -> str:

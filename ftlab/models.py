@@ -61,10 +61,12 @@ def _offline() -> bool:
 def load_model(name: str | os.PathLike, profile=None, for_training: bool = False, load_in_4bit: bool = False):
     """Return ``(model, tokenizer)`` for ``tiny-base``, ``tiny-chat``, a hub id, or a local path.
 
-    The model is put on the profile's device and dtype (fp32 on the CPU) and in eval mode.
-    ``for_training=True`` on a GPU without native bf16 loads fp32 (fp16 weights would overflow); with
-    bf16 it loads bf16, and the trainers turn the weights that train to fp32 (mixed precision:
-    ``ftlab.training``), so a LoRA base stays bf16.
+    The model is put on the profile's device and dtype (fp32 on the CPU; bf16 on a GPU with native bf16,
+    fp16 on one without, such as a T4) and in eval mode. Training is mixed precision there: the weights that
+    train become fp32 (``profile.prepare``, which ``ftlab.training`` calls), frozen ones (a LoRA base) stay
+    16-bit, and autocast computes in 16 bits. A 16-bit model loaded here refuses to train under autocast
+    (one line saying to call ``profile.prepare(trainer.model)``) while any trained weight is still 16-bit.
+    ``for_training`` is kept for the notebooks' readability: it loads the same dtype.
     Every name goes through the same ``from_pretrained`` calls; only where the files come from differs.
     ``load_in_4bit=True`` quantises the linear layers to NF4 with bitsandbytes (QLoRA; CUDA only).
     """
@@ -75,8 +77,6 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
     is_local = Path(source).is_dir()
     device = profile.device if profile is not None else "cpu"
     dtype = profile.torch_dtype if profile is not None else torch.float32
-    if for_training and dtype != torch.float32 and (profile is None or profile.mixed_precision != "bf16"):
-        dtype = torch.float32
     extra = {}
     if load_in_4bit:
         extra = _four_bit(device, profile)
@@ -109,7 +109,42 @@ def load_model(name: str | os.PathLike, profile=None, for_training: bool = False
                                "free. Pick a smaller model (e.g. HuggingFaceTB/SmolLM2-135M), free memory "
                                "(restart the kernel), or load it in 4-bit (lesson 3, QLoRA).") from None
     model.eval()
+    if profile is not None and profile.mixed_precision is not None and not load_in_4bit:
+        guard_precision(model, profile.mixed_precision)
     return model, tokenizer
+
+
+def guard_precision(model, mixed_precision: str) -> None:
+    """Make ``model`` refuse, at its first training forward pass under autocast, to train 16-bit weights.
+
+    Plain TRL with ``profile.trl_defaults()`` runs autocast, but leaves the weights as loaded: bf16 weights
+    would give bf16 AdamW states (small updates round away), fp16 ones break fp16's loss scaler. The check
+    runs on the input embeddings' forward (inside the model's forward, so inside autocast even where
+    accelerate wraps ``model.forward``), covers adapters PEFT adds later, and removes itself once passed."""
+    import torch
+
+    target = model.get_input_embeddings()
+    if target is None:
+        return
+    handle = None
+
+    def check(module, args):
+        if not (module.training and torch.is_grad_enabled()):
+            return
+        if not any(torch.is_autocast_enabled(kind) for kind in ("cuda", "cpu")):
+            return  # a hand-written loop without autocast trains in the weights' own dtype, knowingly
+        wrong = [(n, p.dtype) for n, p in model.named_parameters() if p.requires_grad and p.dtype != torch.float32]
+        if wrong:
+            name, dtype = wrong[0]
+            why = ("fp16's loss scaler cannot unscale 16-bit gradients" if mixed_precision == "fp16"
+                   else "AdamW would keep 16-bit states and round small updates away")
+            raise RuntimeError(
+                f"{len(wrong)} trained weight tensors are {str(dtype).replace('torch.', '')} (e.g. {name}) under "
+                f"{mixed_precision} mixed precision: {why}. Call profile.prepare(trainer.model) after building the "
+                "trainer and before trainer.train() (ftlab.training's train_* do it for you).")
+        handle.remove()
+
+    handle = target.register_forward_pre_hook(check)
 
 
 def _precision(profile) -> str:

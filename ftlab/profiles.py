@@ -1,8 +1,9 @@
 """Runtime profiles: one call at the top of every notebook decides how the lesson runs.
 
 ``cpu``: the bundled tiny models, fp32, offline (no network is ever attempted).
-``gpu``: real hub models (SmolLM2), bf16 where the GPU has it natively, else fp32 weights with
-fp16 mixed precision, bigger step budgets. ``FTLAB_PROFILE=cpu|gpu`` overrides the choice;
+``gpu``: real hub models (SmolLM2), bigger step budgets; weights loaded in bf16 where the GPU has it
+natively (bf16 autocast), else in fp16 (a T4: fp16 autocast with loss scaling). In both, what trains
+is fp32 (``Profile.prepare``) and a frozen base stays 16-bit. ``FTLAB_PROFILE=cpu|gpu`` overrides the choice;
 ``FTLAB_BASE_MODEL`` / ``FTLAB_CHAT_MODEL`` swap in another base/chat pair (hub ids or folders).
 """
 
@@ -25,7 +26,7 @@ class Profile:
     name: str
     reason: str
     device: str
-    dtype: str  # dtype to load weights in: "float32" or "bfloat16"
+    dtype: str  # dtype to load weights in: "float32", "bfloat16" or "float16"
     base_model: str
     chat_model: str
     offline: bool
@@ -44,7 +45,8 @@ class Profile:
         """Keyword arguments every TRL config in the course starts from.
 
         TRL's own defaults (bf16 and gradient checkpointing) are wrong on a CPU: slower, and bf16
-        is emulated there. Pass these into ``SFTConfig(**profile.trl_defaults(), ...)``.
+        is emulated there. Pass these into ``SFTConfig(**profile.trl_defaults(), ...)``, and call
+        ``profile.prepare(trainer.model)`` before ``trainer.train()`` (fp32 weights that train).
         """
         from dataclasses import fields
 
@@ -65,6 +67,29 @@ class Profile:
             dataloader_num_workers=0,
             logging_steps=10,
         )
+
+    def prepare(self, model):
+        """The course's precision policy, applied to ``model`` just before it trains; returns ``model``.
+
+        Under bf16 or fp16 mixed precision every parameter that trains becomes fp32 (so AdamW's states,
+        made in the parameters' dtype, are fp32 too, and fp16's loss scaler gets fp32 gradients), while
+        frozen weights (a LoRA base) keep the 16-bit dtype they were loaded in; autocast does the 16-bit
+        compute. Without mixed precision (the cpu profile) nothing changes.
+
+        Call it on what will train, after the trainer is built (TRL wraps a ``peft_config`` into the model,
+        and casts QLoRA adapters to bf16, inside its constructor)::
+
+            trainer = SFTTrainer(model=model, args=SFTConfig(**profile.trl_defaults(), ...), ...)
+            profile.prepare(trainer.model)
+            trainer.train()
+
+        ``ftlab.training``'s ``train_*`` call it themselves. A model from ``ftlab.load_model`` in 16 bits
+        refuses to train under autocast until it has been called."""
+        from ftlab.training import fp32_trainables
+
+        if self.mixed_precision is not None:
+            fp32_trainables(model)
+        return model
 
     def describe(self) -> str:
         return (f"ftlab profile '{self.name}' ({self.reason}): base {model_label(self.base_model)} / chat "
@@ -161,9 +186,12 @@ def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Pro
     if name == "cpu":
         return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
                        steps=dict(CPU_STEPS), learning_rates=dict(CPU_LR), seed=seed)
+    # a T4 answers True through (slow) emulation unless asked for native support only
     native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
     gpu = torch.cuda.get_device_name(0)
-    return Profile("gpu", f"{reason}: {gpu}", "cuda", "bfloat16" if native_bf16 else "float32",
+    # weights in 16 bits either way: a frozen base stays so, what trains goes to fp32 (Profile.prepare);
+    # ftlab.memory's "16-mixed" regime assumes the same fp16 frozen base
+    return Profile("gpu", f"{reason}: {gpu}", "cuda", "bfloat16" if native_bf16 else "float16",
                    "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
                    mixed_precision="bf16" if native_bf16 else "fp16", steps=dict(GPU_STEPS), learning_rates=dict(GPU_LR), seed=seed)
 

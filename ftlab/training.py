@@ -69,6 +69,21 @@ def train_sft(model, tokenizer, dataset, profile, eval_dataset=None, callbacks=N
     return _run(trainer, quiet)
 
 
+# TRL internals the loss override reads or writes (TRL 1.16); when a release lacks one, the override steps aside
+TRL_PRIVATE = ("_total_train_tokens", "_metrics", "aux_loss_enabled", "_is_vision_dataset")
+_warned_missing: set = set()
+
+
+def _trl_private_missing(trainer) -> list[str]:
+    """The TRL internals the override needs that ``trainer`` lacks (a renamed attribute in another release)."""
+    missing = [name for name in TRL_PRIVATE if not hasattr(trainer, name)]
+    if "_metrics" not in missing and not (isinstance(trainer._metrics, dict) and "train" in trainer._metrics):
+        missing.append("_metrics['train']")
+    if not hasattr(trainer.args, "loss_type"):
+        missing.append("args.loss_type")
+    return missing
+
+
 @functools.cache
 def sft_trainer_class() -> type:
     """TRL's ``SFTTrainer`` with the model's own loss in training: what ``train_sft`` builds.
@@ -84,7 +99,13 @@ def sft_trainer_class() -> type:
     with its labels, as a hand-written loop does, and counts ``num_tokens`` as TRL does; it logs no
     ``entropy`` nor ``mean_token_accuracy`` (no lesson reads them). Evaluation, and anything that needs
     TRL's own loss (another ``loss_type``, label smoothing, ``compute_loss_func``, an MoE auxiliary loss,
-    several processes or parallelism, vision data, PEFT prompt learning), keep TRL's ``compute_loss``."""
+    several processes or parallelism, vision data, PEFT prompt learning), keep TRL's ``compute_loss``.
+
+    The override touches TRL internals (``TRL_PRIVATE``). When this TRL lacks any of them (renamed in a later
+    release), it warns once and takes TRL's own ``compute_loss``: slower, never a different loss.
+    tests/test_sft_loss.py compares loss, trained weights and token counts with TRL's ``SFTTrainer`` under
+    both ``make test`` and ``make test-compat`` (newest and oldest TRL)."""
+    import warnings
     import torch
     from trl import SFTTrainer
 
@@ -99,6 +120,14 @@ def sft_trainer_class() -> type:
                     or not ("attention_mask" in inputs or "position_ids" in inputs))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            missing = _trl_private_missing(self)
+            if missing:
+                if tuple(missing) not in _warned_missing:
+                    _warned_missing.add(tuple(missing))
+                    warnings.warn(f"This TRL ({__import__('trl').__version__}) has no {', '.join(missing)}: ftlab's "
+                                  "faster SFT loss steps aside and TRL's own compute_loss is used (same loss, "
+                                  "slower).", RuntimeWarning, stacklevel=2)
+                return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             if return_outputs or num_items_in_batch is None or self._trl_loss_needed(inputs):
                 return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
             # summed over the tokens with a label, divided by their count in the whole (accumulated) batch, at least 1:
@@ -114,8 +143,8 @@ def sft_trainer_class() -> type:
     return ModelLossSFTTrainer
 
 
-def _trainable_in_fp32(model) -> None:
-    """Mixed precision trains fp32 weights; autocast does the compute in bf16 or fp16.
+def fp32_trainables(model) -> None:
+    """Mixed precision trains fp32 weights; autocast does the compute in bf16 or fp16 (``Profile.prepare``).
 
     Trained weights in 16 bits would lose small updates: ``torch.optim.AdamW`` keeps its states in the
     parameters' dtype, and an update below half a bf16 step (about 0.4% of the weight) rounds away —
@@ -141,7 +170,7 @@ def _base_args(profile, kind: str, overrides: dict) -> dict:
 
 def _run(trainer, quiet: bool = False) -> TrainRun:
     if trainer.args.fp16 or trainer.args.bf16:  # mixed precision: fp32 trained weights, 16-bit autocast
-        _trainable_in_fp32(trainer.model)
+        fp32_trainables(trainer.model)  # what Profile.prepare does, after TRL built (and maybe cast) the model
     if quiet:
         from transformers.trainer_callback import PrinterCallback
 
@@ -177,6 +206,78 @@ def train_reward_model(model, tokenizer, pairs, profile, quiet: bool = False, **
     return _run(trainer, quiet)
 
 
+def checkpoint_differs(model, tensors: int = 4) -> str | None:
+    """The checkpoint ``model.config`` names (``_name_or_path``: what TRL reloads a reference model from) when a
+    few of the model's tensors differ from that checkpoint's files, else None.
+
+    Cheap: ``tensors`` tensors spread over the checkpoint are read from its safetensors files and compared, each
+    in the narrower of the two dtypes (a bf16 checkpoint loaded in fp32 compares exactly; a bf16-loaded model
+    upcast to fp32 for training too). A PEFT model (whose reference is the base with its adapter off), or a
+    checkpoint whose files are not on this machine, cannot differ in this sense: None."""
+    import torch
+
+    if hasattr(model, "peft_config") or getattr(model, "config", None) is None:
+        return None
+    name = getattr(model.config, "_name_or_path", "") or ""
+    files = _checkpoint_files(name)
+    if not files:
+        return None
+    from safetensors import safe_open
+
+    mine = dict(model.state_dict())
+    keys = []
+    for path in files:
+        with safe_open(str(path), framework="pt") as f:
+            keys += [(path, k) for k in f.keys() if k in mine]
+    if not keys:
+        return None
+    for path, key in [keys[i * (len(keys) - 1) // max(1, tensors - 1)] for i in range(min(tensors, len(keys)))]:
+        with safe_open(str(path), framework="pt") as f:
+            saved = f.get_tensor(key)
+        current = mine[key].detach().to("cpu")
+        if saved.shape != current.shape:
+            return name
+        if saved.dtype == current.dtype or saved.element_size() != current.element_size():
+            narrow = saved.dtype if saved.element_size() <= current.element_size() else current.dtype
+            same = torch.equal(saved.to(narrow), current.to(narrow))
+        else:  # bf16 against fp16: each rounds the other; a fine-tuned tensor moves further than that
+            same = torch.allclose(saved.float(), current.float(), rtol=2**-7, atol=1e-7)
+        if not same:
+            return name
+    return None
+
+
+def _checkpoint_files(name: str) -> list:
+    """The safetensors files of a local folder or of a hub id already in the local cache ([] when neither)."""
+    import json
+    from pathlib import Path
+
+    folder = Path(name).expanduser() if name else None
+    if folder is not None and folder.is_dir():
+        return sorted(folder.glob("*.safetensors"))
+    if not name or name.count("/") != 1:
+        return []
+    from huggingface_hub import try_to_load_from_cache
+
+    single = try_to_load_from_cache(name, "model.safetensors")
+    if isinstance(single, str):
+        return [Path(single)]
+    index = try_to_load_from_cache(name, "model.safetensors.index.json")
+    if not isinstance(index, str):
+        return []
+    shards = sorted(set(json.loads(Path(index).read_text())["weight_map"].values()))
+    found = [try_to_load_from_cache(name, shard) for shard in shards]
+    return [Path(f) for f in found if isinstance(f, str)]
+
+
+def _save_first(name: str, trainer: str) -> str:
+    return (f"This policy's weights differ from {name!r}, the checkpoint its config names, and {trainer} reloads its "
+            f"reference model from there: the reference would silently be that checkpoint, not the model you "
+            f"start from. Save the policy first and load it from its folder: policy.save_pretrained(folder) and "
+            f"tokenizer.save_pretrained(folder) (or ftlab.models.save_model(policy, tokenizer, folder)), then "
+            f"policy, tokenizer = ftlab.load_model(folder, profile, for_training=True).")
+
+
 def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profile, beta: float,
                callbacks=None, quiet: bool = False, **overrides) -> TrainRun:
     """Online RL with TRL's ``RLOOTrainer``: sample ``num_generations`` replies per prompt, score them with
@@ -186,6 +287,10 @@ def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profi
 
     if "prompt" not in prompts.column_names:
         raise ValueError(f"Online RL needs a 'prompt' column; this dataset has {prompts.column_names}.")
+    # TRL 1.16's RLOOTrainer takes no reference model: it reloads one from the policy's config when beta > 0
+    changed = checkpoint_differs(policy) if overrides.get("beta", beta) else None
+    if changed is not None:
+        raise ValueError(_save_first(changed, "RLOOTrainer"))
     args = _base_args(profile, "rl", {"learning_rate": profile.learning_rates["rl"], "beta": beta, "num_generations": 4,
                                            "max_completion_length": 24, "temperature": 1.0, "quiet": quiet, **overrides})
     with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
@@ -197,13 +302,20 @@ def train_rloo(policy, tokenizer, prompts, reward_model, reward_tokenizer, profi
 
 def train_dpo(policy, tokenizer, pairs, profile, beta: float = 0.1, quiet: bool = False, **overrides) -> TrainRun:
     """Direct preference optimisation with TRL's ``DPOTrainer``: no reward model, no sampling; the
-    starting model, frozen, is the reference."""
+    starting model, frozen, is the reference. TRL reloads that reference from the checkpoint the policy's
+    config names; when the policy's weights differ from it (fine-tuned in memory), a frozen copy of the
+    policy as it is now is passed as ``ref_model`` instead."""
+    import copy
+
     from trl import DPOConfig, DPOTrainer
 
     _check_pairs(pairs)
+    reference = None
+    if checkpoint_differs(policy) is not None:
+        reference = copy.deepcopy(policy).eval().requires_grad_(False)
     args = _base_args(profile, "dpo", {"learning_rate": profile.learning_rates["dpo"], "beta": beta, "max_length": 128,
                                             "quiet": quiet, **overrides})
     with hf_progress_bars_off():  # TRL loads the reference model again from the policy's folder
-        trainer = DPOTrainer(model=policy, args=DPOConfig(**args), processing_class=tokenizer,
+        trainer = DPOTrainer(model=policy, ref_model=reference, args=DPOConfig(**args), processing_class=tokenizer,
                              train_dataset=pairs.select_columns(["prompt", "chosen", "rejected"]))
     return _run(trainer, quiet)

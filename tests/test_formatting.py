@@ -59,22 +59,56 @@ def test_pad_fraction_and_token_html(tiny_chat):
     assert page.count("<span") == len(ids) and "#b7f0b1" in page
 
 
-def test_chatml_templates_without_markers_get_them(tiny_chat):
+SMOLLM2_INSTRUCT_TEMPLATE = (  # SmolLM2-Instruct's own template: ChatML, a default system prompt, no markers
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+PROBES = [[{"role": "user", "content": "Hi"}],
+          [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello \"there\"\n!"},
+           {"role": "user", "content": "Again"}],
+          [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"},
+           {"role": "assistant", "content": "Hello."}]]
+
+
+def test_chatml_templates_without_markers_get_them_and_keep_their_default_system_prompt(tiny_chat):
     import copy
 
-    from ftlab.formatting import CHAT_TEMPLATE, with_generation_markers
+    from ftlab.formatting import has_generation_markers, with_generation_markers
 
     _, tok = tiny_chat
-    smol_like = copy.deepcopy(tok)
-    # SmolLM2's own template: ChatML with a default system prompt and no generation markers
-    smol_like.chat_template = ("{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
-                               "{{ '<|im_start|>system\nYou are a helpful AI assistant<|im_end|>\n' }}{% endif %}"
-                               "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
-                               "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
-    assert with_generation_markers(smol_like).chat_template == CHAT_TEMPLATE
+    smol = copy.deepcopy(tok)
+    smol.chat_template = SMOLLM2_INSTRUCT_TEMPLATE
+    original = {(i, g): smol.apply_chat_template(m, tokenize=False, add_generation_prompt=g)
+                for i, m in enumerate(PROBES) for g in (False, True)}
+    with_generation_markers(smol)
+    assert has_generation_markers(smol.chat_template)
+    # the same text as the model's own template, default system prompt included, now with markers
+    assert original == {(i, g): smol.apply_chat_template(m, tokenize=False, add_generation_prompt=g)
+                        for i, m in enumerate(PROBES) for g in (False, True)}
+    assert original[0, True].startswith("<|im_start|>system\nYou are a helpful AI assistant named SmolLM")
+    out = smol.apply_chat_template(PROBES[1], return_dict=True, return_assistant_tokens_mask=True)
+    assert smol.decode([t for t, m in zip(out["input_ids"], out["assistant_masks"]) if m]) == 'Hello "there"\n!<|im_end|>'
     other = copy.deepcopy(tok)
     other.chat_template = "{% for m in messages %}[{{ m['role'] }}] {{ m['content'] }}{% endfor %}"
     assert with_generation_markers(other).chat_template.startswith("{% for m")
+
+
+def test_a_template_with_markers_is_kept(tiny_chat, tiny_base):
+    """The bundled tokenizers' templates already carry markers: they are kept as they are, as is any other
+    template that has them (a model's own training template)."""
+    import copy
+
+    from ftlab.formatting import with_generation_markers
+    from ftlab.models import MODELS_DIR
+
+    for name, tok in (("tiny-chat", tiny_chat[1]), ("tiny-base", tiny_base[1])):
+        assert tok.chat_template.strip() == (MODELS_DIR / name / "chat_template.jinja").read_text().strip()
+    own = copy.deepcopy(tiny_chat[1])
+    own.chat_template = ("{% for m in messages %}<{{ m['role'] }}>{% if m['role'] == 'assistant' %}{% generation %}"
+                         "{{ m['content'] }}</s>{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}{% endfor %}")
+    kept = own.chat_template
+    assert with_generation_markers(own).chat_template == kept
 
 
 def test_train_sft_refuses_bad_input_before_training(profile, tiny_chat):

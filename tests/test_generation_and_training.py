@@ -59,12 +59,12 @@ def test_fp16_mixed_precision_trains_fp32_weights_even_where_trl_casts_them_to_b
     from peft import LoraConfig, get_peft_model
 
     import ftlab
-    from ftlab.training import _trainable_in_fp32
+    from ftlab.training import fp32_trainables
 
     model = get_peft_model(ftlab.load_model("tiny-chat", profile)[0], LoraConfig(r=4, target_modules=["q_proj"]))
     for name, param in model.named_parameters():
         if param.requires_grad or "embed" in name:
             param.data = param.data.to(torch.bfloat16)
-    _trainable_in_fp32(model)
+    fp32_trainables(model)
     dtypes = {(p.requires_grad, p.dtype) for n, p in model.named_parameters() if p.requires_grad or "embed" in n}
     assert dtypes == {(True, torch.float32), (False, torch.bfloat16)}

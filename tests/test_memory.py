@@ -33,6 +33,19 @@ def test_breakdown_follows_the_method():
     assert qlora.breakdown["weights"] < lora.breakdown["weights"] / 3
     assert full.total > lora.total > qlora.total
     assert not full.fits(15) and qlora.fits(15)
+    # backward frees activations as gradients appear: the peak holds all activations plus the output layer's
+    # gradient, or all gradients plus one layer's activations, whichever is more; never both in full
+    b = full.breakdown
+    assert full.total == b["weights"] + b["optimizer"] + max(b["activations"] + full.head_gradients,
+                                                             b["gradients"] + full.layer_activations)
+    assert max(b["activations"], b["gradients"]) < full.total - b["weights"] - b["optimizer"] < b["activations"] + b["gradients"]
+    from ftlab.memory import ALLOCATOR_MARGIN, CUDA_CONTEXT, GIB
+
+    assert full.device_total == pytest.approx(full.total * (1 + ALLOCATOR_MARGIN) + CUDA_CONTEXT)
+    assert 0.3 * GIB <= CUDA_CONTEXT <= 1 * GIB and full.gib()["device_total"] > full.gib()["total"]
+    # fits() is the GPU verdict: it counts the context and the margin, not just the tensors
+    edge = estimate(cfg, "lora", batch=1, seq_len=512)
+    assert edge.fits(edge.device_total / GIB) and not edge.fits(edge.total / GIB)
     checkpointed = estimate(cfg, "lora", batch=4, seq_len=512, gradient_checkpointing=True)
     assert checkpointed.breakdown["activations"] < lora.breakdown["activations"] / 3
 
@@ -93,8 +106,9 @@ def _train_step(precision: str, method: str, batch: int, seq: int):
                          num_attention_heads=4, max_position_embeddings=256, tie_word_embeddings=True)
     torch.manual_seed(0)
     model = LlamaForCausalLM(config).train()
-    sixteen = precision == "bf16-true" or (precision == "bf16-mixed" and method == "lora")  # frozen base in bf16
-    model.to(torch.bfloat16 if sixteen else torch.float32)
+    half = torch.float16 if precision == "16-mixed" else torch.bfloat16  # 16-mixed: a T4's fp16
+    sixteen = precision == "bf16-true" or (precision.endswith("-mixed") and method == "lora")  # frozen base 16-bit
+    model.to(half if sixteen else torch.float32)
     if method == "lora":
         model = get_peft_model(model, LoraConfig(r=8, target_modules="all-linear"))  # adapters in fp32
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
@@ -102,7 +116,7 @@ def _train_step(precision: str, method: str, batch: int, seq: int):
     autocast = precision.endswith("-mixed")
 
     def step():
-        with torch.autocast("cpu", dtype=torch.bfloat16) if autocast else contextlib.nullcontext():
+        with torch.autocast("cpu", dtype=half) if autocast else contextlib.nullcontext():
             loss = model(input_ids=x, labels=x).loss
         loss.backward()
         opt.step()
@@ -112,16 +126,20 @@ def _train_step(precision: str, method: str, batch: int, seq: int):
     return config, model, step
 
 
-@pytest.mark.parametrize("precision", ["32-true", "bf16-true", "bf16-mixed"])
+@pytest.mark.parametrize("precision", ["32-true", "bf16-true", "bf16-mixed", "16-mixed"])
 @pytest.mark.parametrize("method", ["full", "lora"])
-@pytest.mark.parametrize("batch,seq", [(4, 64), (8, 128)])
-def test_estimate_is_within_25_percent_of_the_measured_peak(precision, method, batch, seq):
+@pytest.mark.parametrize("batch,seq", [(4, 64), (8, 128), (1, 16)])  # (1, 16): gradients outweigh activations
+def test_estimate_is_within_12_percent_of_the_measured_peak(precision, method, batch, seq):
+    """``total`` (tensors only) against PyTorch's memory profiler on the CPU. Measured 2026-12-04: -9.7% to +6.1%
+    over these 24 cases; the most negative at (1, 16) full fine-tuning, where the CPU's per-tensor AdamW makes
+    temporaries of the largest tensor that the model leaves out (transformers' fused AdamW on a GPU makes none).
+    16-mixed runs CPU fp16 autocast: its tensors are the sizes a T4's are."""
     config, model, step = _train_step(precision, method, batch, seq)
     measured = measure_peak(model, step)
     predicted = estimate(config, method, batch=batch, seq_len=seq, precision=precision, lora_r=8).total
     print(f"{precision} {method} batch {batch} x {seq}: estimate {predicted:,.0f} B, measured {measured:,} B, "
           f"{predicted / measured - 1:+.1%}")
-    assert 0.75 * measured <= predicted <= 1.25 * measured, (predicted, measured)
+    assert 0.88 * measured <= predicted <= 1.12 * measured, (predicted, measured)
 
 
 def test_lora_config_refuses_bad_targets_and_ranks(tiny_chat):

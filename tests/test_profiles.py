@@ -66,12 +66,13 @@ def _fake_gpu(monkeypatch, name: str, native_bf16: bool) -> None:
 
 
 def test_gpu_profile_picks_fp16_on_a_t4_and_bf16_where_native(monkeypatch, tmp_path):
-    """The choice only (no CUDA here): a T4 emulates bf16 slowly, so fp32 weights + fp16 autocast."""
+    """The choice only (no CUDA here): a T4 reports bf16 only through (slow) emulation, so fp16 weights + fp16
+    autocast (what trains goes to fp32: tests/test_precision_policy.py)."""
     from trl import SFTConfig
 
     _fake_gpu(monkeypatch, "Tesla T4", native_bf16=False)
     t4 = choose_profile()
-    assert (t4.name, t4.device, t4.dtype, t4.mixed_precision) == ("gpu", "cuda", "float32", "fp16")
+    assert (t4.name, t4.device, t4.dtype, t4.mixed_precision) == ("gpu", "cuda", "float16", "fp16")
     assert "Tesla T4" in t4.reason and not t4.offline and "SmolLM2" in t4.chat_model
     assert t4.trl_defaults()["fp16"] is True and t4.trl_defaults()["bf16"] is False
     _fake_gpu(monkeypatch, "NVIDIA A100", native_bf16=True)
@@ -90,6 +91,33 @@ def test_colab_without_a_gpu_says_so_and_falls_back_to_cpu(monkeypatch, capsys):
     assert p.name == "cpu" and p.base_model == "tiny-base"
     out = capsys.readouterr().out
     assert "Colab runtime has no GPU" in out and "Change runtime type" in out
+
+
+def test_every_bf16_question_asks_for_native_support_only():
+    """torch.cuda.is_bf16_supported() answers True on a T4 through emulation: every call passes
+    including_emulation=False (the profile's and the exported recipes')."""
+    import re
+    from pathlib import Path
+
+    import ftlab
+
+    root = Path(ftlab.__file__).parent
+    calls = [(path.name, m.group(0)) for path in root.rglob("*.py")
+             for m in re.finditer(r"is_bf16_supported\([^)]*\)", path.read_text(encoding="utf-8"))]
+    assert calls and all(call == "is_bf16_supported(including_emulation=False)" for _, call in calls), calls
+
+
+def test_the_t4_profile_loads_what_the_memory_estimate_assumes(monkeypatch):
+    """One truth for the T4: the profile's weights dtype and autocast equal the estimator's "16-mixed" regime
+    (fp16 frozen base, fp32 trained weights), and the A100's equal "bf16-mixed"."""
+    from ftlab.memory import PRECISIONS, precision_of
+
+    for native_bf16, frozen in ((False, "float16"), (True, "bfloat16")):
+        _fake_gpu(monkeypatch, "Tesla T4" if not native_bf16 else "NVIDIA A100", native_bf16=native_bf16)
+        p = choose_profile()
+        regime = PRECISIONS[precision_of(p)]
+        assert p.dtype == frozen and regime.frozen == 2 and regime.trained == 4 and regime.autocast
+        assert precision_of(p) == ("bf16-mixed" if native_bf16 else "16-mixed")
 
 
 # Seconds per step at SmolLM2-135M's size in the T4's precision path (fp32 weights, fp16 autocast), measured on an

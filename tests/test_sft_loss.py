@@ -79,3 +79,33 @@ def test_trained_weights_and_num_tokens_as_with_trl(profile, world, monkeypatch,
     assert len(tokens) == 3 and tokens == [(h["step"], h["num_tokens"]) for h in our_run.history if "num_tokens" in h]
     assert [loss for _, loss in our_run.losses] == pytest.approx([loss for _, loss in trl_run.losses], abs=1e-4)
     assert any("entropy" in h for h in trl_run.history) and not any("entropy" in h for h in our_run.history)
+
+
+@pytest.mark.parametrize("missing", training.TRL_PRIVATE)
+def test_a_trl_without_the_private_attributes_gets_trl_loss_and_one_warning(profile, world, monkeypatch, missing):
+    """A TRL release that renames an internal the override uses: TRL's own loss, with one warning, never an
+    AttributeError mid-training or a quietly different loss. ``_is_vision_dataset`` (which TRL's compute_loss
+    does not read) is really deleted; the others are renamed on ftlab's side, since TRL's own loss reads them."""
+    import warnings
+
+    from trl import SFTTrainer
+
+    monkeypatch.setattr(training, "_warned_missing", set())
+    model, tok = ftlab.load_model("tiny-chat", profile, for_training=True)
+    trainer = sft_trainer_class()(model=model, args=sft_config(profile, per_device_train_batch_size=8),
+                                  train_dataset=world.instructions()["train"].select(range(16)), processing_class=tok)
+    batch = trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    if missing == "_is_vision_dataset":
+        del trainer._is_vision_dataset
+    else:
+        monkeypatch.setattr(training, "TRL_PRIVATE", tuple(n + "_v2" if n == missing else n for n in training.TRL_PRIVATE))
+    n = trainer._get_num_items_in_batch([batch], batch["input_ids"].device)
+    trainer.model.train()
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        ours = [trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=n).item() for _ in range(2)]
+    said = [str(w.message) for w in seen if issubclass(w.category, RuntimeWarning)]
+    assert len(said) == 1 and missing in said[0] and "TRL's own compute_loss" in said[0], said
+    assert "entropy" in trainer._metrics["train"]  # TRL's path ran
+    theirs = SFTTrainer.compute_loss(trainer, trainer.model, dict(batch), num_items_in_batch=n).item()
+    assert ours == pytest.approx([theirs] * 2, abs=1e-6)

@@ -33,17 +33,39 @@ def load_data(source: str, split: str):
     return load_dataset(source, split=split)
 
 
-def precision_and_device() -> dict:
-    """bf16 where the GPU does it natively, fp16 on older GPUs (a T4), fp32 on the CPU; no gradient checkpointing."""
+def precision() -> dict:
+    """bf16 autocast where the GPU does it natively, fp16 autocast on older GPUs (a T4, which reports bf16
+    through slow emulation unless asked with including_emulation=False), none on the CPU."""
     if torch.cuda.is_available():
         bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
         return {"bf16": bf16, "fp16": not bf16}
-    return {"bf16": False, "fp16": False, "use_cpu": True}
+    return {"bf16": False, "fp16": False}
+
+
+def weights_dtype(frozen_base: bool = False):
+    """The dtype to load weights in. What trains is fp32 (mixed precision keeps fp32 weights and fp32 AdamW
+    states; autocast computes in 16 bits); a frozen LoRA base is loaded in the 16-bit compute dtype."""
+    mixed = precision()
+    if frozen_base and mixed["bf16"]:
+        return torch.bfloat16
+    if frozen_base and mixed["fp16"]:
+        return torch.float16
+    return torch.float32
+
+
+def trainables_in_fp32(trainer):
+    """Every parameter that trains in fp32 (TRL casts QLoRA adapters to bf16; a 16-bit checkpoint loads so):
+    call after building the trainer, before trainer.train()."""
+    if trainer.args.bf16 or trainer.args.fp16:
+        for param in trainer.model.parameters():
+            if param.requires_grad and param.dtype != torch.float32:
+                param.data = param.data.float()
+    return trainer
 
 
 def common_config(args) -> dict:
     return dict(output_dir=args.output_dir, max_steps=args.max_steps, learning_rate=args.learning_rate,
                 per_device_train_batch_size=args.batch_size, gradient_accumulation_steps=args.gradient_accumulation_steps,
                 seed=args.seed, logging_steps=10, save_strategy="no", report_to="none", lr_scheduler_type="cosine",
-                warmup_steps=5, **precision_and_device())
+                warmup_steps=5, use_cpu=not torch.cuda.is_available(), **precision())
 # -------------------------------------------------------------------------------------------------

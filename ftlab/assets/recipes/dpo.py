@@ -12,10 +12,10 @@ def main():
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     data = checked_data(args, tokenizer, "preferences")
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=weights_dtype())
     config = DPOConfig(**common_config(args), beta=args.beta, loss_type=["sigmoid", "sft"], max_length=args.max_length)
     trainer = DPOTrainer(model=model, args=config, train_dataset=data.train, processing_class=tokenizer)
-    trainer.train()
+    trainables_in_fp32(trainer).train()
     held_out_loss(trainer, data)
     trainer.save_model(args.output_dir)
 

@@ -13,12 +13,12 @@ def main():
     args = parser.parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     data = checked_data(args, tokenizer, "conversations")
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=weights_dtype(frozen_base=True))
     lora = LoraConfig(r=args.rank, lora_alpha=2 * args.rank, target_modules="all-linear", task_type="CAUSAL_LM")
     config = SFTConfig(**common_config(args), max_length=args.max_length, assistant_only_loss=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=data.train, processing_class=tokenizer,
                          peft_config=lora)
-    trainer.train()
+    trainables_in_fp32(trainer).train()
     held_out_loss(trainer, data)
     trainer.save_model(args.output_dir)  # the adapter only: a few MB
 

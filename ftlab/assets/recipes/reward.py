@@ -10,12 +10,12 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(args.model, num_labels=1, dtype=weights_dtype())
     model.config.pad_token_id = tokenizer.pad_token_id
     pairs = load_data(args.dataset, args.split).select_columns(["prompt", "chosen", "rejected"])
     trainer = RewardTrainer(model=model, args=RewardConfig(**common_config(args), max_length=512),
                             train_dataset=pairs, processing_class=tokenizer)
-    trainer.train()
+    trainables_in_fp32(trainer).train()
     trainer.save_model(args.output_dir)
 
 

@@ -16,13 +16,13 @@ def main():
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     reward_tokenizer = AutoTokenizer.from_pretrained(args.reward_model)
     reward_model = AutoModelForSequenceClassification.from_pretrained(args.reward_model, num_labels=1)
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=weights_dtype())
     config = RLOOConfig(**common_config(args), beta=args.beta, num_generations=args.num_generations,
                         max_completion_length=args.max_completion_length)
     prompts = load_data(args.dataset, args.split).select_columns(["prompt"])
     trainer = RLOOTrainer(model=model, reward_funcs=reward_model, args=config, train_dataset=prompts,
                           processing_class=tokenizer, reward_processing_classes=reward_tokenizer)
-    trainer.train()
+    trainables_in_fp32(trainer).train()
     trainer.save_model(args.output_dir)
 
 

@@ -10,10 +10,10 @@ def main():
     args = data_arguments(arguments(__doc__, learning_rate=5e-5)).parse_args()
     tokenizer = AutoTokenizer.from_pretrained(args.model)
     data = checked_data(args, tokenizer, "conversations")
-    model = AutoModelForCausalLM.from_pretrained(args.model)
+    model = AutoModelForCausalLM.from_pretrained(args.model, dtype=weights_dtype())
     config = SFTConfig(**common_config(args), max_length=args.max_length, assistant_only_loss=True)
     trainer = SFTTrainer(model=model, args=config, train_dataset=data.train, processing_class=tokenizer)
-    trainer.train()
+    trainables_in_fp32(trainer).train()
     held_out_loss(trainer, data)
     trainer.save_model(args.output_dir)
 
