@@ -536,8 +536,12 @@ for name, value in switched.items():
 #
 # `ftlab.memory.estimate` needs only a model's config. It adds up weights, gradients (trainable
 # parameters only), optimizer state (AdamW: two fp32 numbers per trainable parameter) and the
-# activations saved for the backward pass (per layer and token; plus the logits). Gradients and
-# activations peak at different moments, so the total counts the larger of the two.
+# activations saved for the backward pass (per layer and token; plus the logits). Backward frees each
+# layer's activations as it creates that layer's gradients, so the two trade places layer by layer: the
+# peak is the larger of "every activation plus the output layer's gradient" (backward just started) and
+# "every gradient plus one layer's activations" (backward nearly done). That is the tensor peak, what a
+# profiler measures. A GPU needs more than its tensors: `fits` also adds an assumed 0.5 GiB CUDA context
+# and a 10% allocator margin (`device_total`; assumptions, not measured here: there is no GPU).
 #
 # First we check it against a measurement. The tiny models are too small to be interesting, so we
 # build a ~20M-parameter Llama (random weights are fine: memory does not depend on the values) and
@@ -588,21 +592,33 @@ for name, cfg in bundled_configs().items():
         for ckpt in (False, True):
             e = t4[name, method, ckpt] = estimate(cfg, method, batch=4, seq_len=512, precision="16-mixed", lora_r=16,
                                                   gradient_checkpointing=ckpt)
-            row[f"{method}{' + ckpt' if ckpt else ''}"] = f"{e.total / 2**30:.1f} GiB {'✓' if e.fits(15) else '✗'}"
+            row[f"{method}{' + ckpt' if ckpt else ''}"] = f"{e.device_total / 2**30:.1f} GiB {'✓' if e.fits(15) else '✗'}"
     fit_rows.append(row)
-html_table(fit_rows)
+html_table(fit_rows)  # GiB a GPU needs (device_total: tensors + context + margin); ✓ = fits a 15 GiB T4
 
 # %% [markdown]
 # Full fine-tuning in mixed precision pays **16 bytes per trained parameter** before a single activation:
 # the fp32 weight (4; it doubles as the "master copy"), its fp32 gradient (4) and AdamW's two fp32 states
-# (8). So even SmolLM2-1.7B, with 25.5 GiB of that bookkeeping alone, does not fit a T4 (30.0 GiB, 25.5 with
-# gradient checkpointing), while SmolLM2-360M does (9.2 GiB). LoRA pays 16 bytes only per *adapter* parameter
-# and 2 per frozen fp16 weight: the 1.7B model fits (10.0 GiB), `Llama-3.1-8B` does not (31.2 GiB; 19.8 with
-# checkpointing). QLoRA also shrinks the frozen weights to 4 bits, which is what brings the 8B model within
-# reach — 10.2 GiB, with gradient checkpointing to tame the activations (21.5 GiB without).
+# (8). LoRA pays 16 bytes only per *adapter* parameter and 2 per frozen fp16 weight (on a T4 the gpu profile
+# loads the frozen base in fp16, as here). QLoRA also shrinks the frozen weights to 4 bits.
 # (`precision="bf16-true"` would keep weights and AdamW states in bf16, 8 bytes per parameter, at the price
-# of updates too small for bf16 to represent rounding away.)
-#
+# of updates too small for bf16 to represent rounding away.) What the table says, in GiB a GPU needs:
+
+# %%
+def gib(name, method, ckpt):
+    return t4[name, method, ckpt].device_total / 2**30
+
+
+bookkeeping = 16 * t4["SmolLM2-1.7B", "full", False].trainable / 2**30
+say(f"- SmolLM2-1.7B, full: {bookkeeping:.1f} GiB of weight, gradient and AdamW bookkeeping alone, so it does "
+    f"not fit a T4 ({gib('SmolLM2-1.7B', 'full', False):.1f} GiB, {gib('SmolLM2-1.7B', 'full', True):.1f} with "
+    f"gradient checkpointing); SmolLM2-360M does ({gib('SmolLM2-360M', 'full', False):.1f} GiB).\n"
+    f"- LoRA: the 1.7B model fits ({gib('SmolLM2-1.7B', 'lora', False):.1f} GiB), `Llama-3.1-8B` does not "
+    f"({gib('Llama-3.1-8B', 'lora', False):.1f} GiB; {gib('Llama-3.1-8B', 'lora', True):.1f} with checkpointing).\n"
+    f"- QLoRA brings the 8B model within reach: {gib('Llama-3.1-8B', 'qlora', True):.1f} GiB with gradient "
+    f"checkpointing to tame the activations ({gib('Llama-3.1-8B', 'qlora', False):.1f} GiB without).")
+
+# %% [markdown]
 # **QLoRA in practice** needs a CUDA GPU and `bitsandbytes`; the next cell runs only there.
 
 # %%
@@ -697,7 +713,7 @@ assert switched["r16"] >= switched["off"] + 0.2, switched
 # exact on the CPU (fp32); on a GPU, bf16 weights or TF32 products round, which can flip a near-tie
 assert merge_difference < (1e-5 if profile.device == "cpu" else 2e-2), merge_difference
 assert same_predictions == 1.0 if profile.device == "cpu" else same_predictions >= 0.8, same_predictions
-assert all(abs(row_["error"]) <= 0.25 for row_ in calibration), calibration
+assert all(abs(row_["error"]) <= 0.12 for row_ in calibration), calibration  # tests/test_memory.py's bound
 # the T4 text of section 4 follows the calculator's table
 assert not t4["SmolLM2-1.7B", "full", True].fits(15) and t4["SmolLM2-360M", "full", False].fits(15), "full"
 assert t4["SmolLM2-1.7B", "lora", False].fits(15) and not t4["Llama-3.1-8B", "lora", True].fits(15), "lora"
