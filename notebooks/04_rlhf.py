@@ -564,7 +564,7 @@ print("One training seed each and one budget each: this lesson does not rank DPO
 # facts the SFT model already ranked right on most pairs (>= 0.70)
 dpo = results["DPO"]
 assert win_over_sft("DPO") >= 0.60, win_over_sft("DPO")
-assert dpo["true"] > base["true"] + noise["DPO"], (base["true"], dpo["true"])
+assert dpo["true"] > base["true"] + 2 * se_diff(base["true"], dpo["true"], n), (base["true"], dpo["true"])
 m = len(before_unseen)
 for half in ("true unseen", "fact unseen"):
     assert dpo[half] > base[half] + 2 * se_diff(base[half], dpo[half], m), (half, base[half], dpo[half])
