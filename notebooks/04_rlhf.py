@@ -254,9 +254,9 @@ if len(mine):
         f"{y['nobody']:.2f} ({gain['nobody']:+.2f}): that column is the control, its change is training noise.")
 
 # %% [markdown]
-# Read the three columns together. Trained on the world's pairs alone, the reward model is little better
-# than a coin flip on right-vs-wrong pairs about facts no pair covered: it has not learned "this fact is
-# wrong", only which facts its pairs called right. Your labels are about exactly those facts. They were
+# Read the three columns together. Trained on the world's pairs alone, the reward model ranks new
+# right-vs-wrong pairs about facts no pair covered not much better than a coin flip (first row): it has not
+# learned "this fact is wrong", only which facts its pairs called right. Your labels are about exactly those facts. They were
 # learned (first column), and they carried over to a new wording of the question against another wrong
 # answer (second column) by more than the control moved (third column). With 24 pairs one pair is 1/24
 # of the score, and this is one training run: your own labels (some wrong, some ties) will move it by a
@@ -447,8 +447,9 @@ say(f"* **Leashed (β = 2)**: the reward-model score rose from {base['score']:.2
 
 # %%
 # CHECK: leashed RL raised the reward-model score beyond noise (and by >= 0.2) and held the truth (no fall beyond
-# noise), with more replies in the fact base's form; unleashed RL also raised the score beyond noise while the truth fell beyond noise (reward hacking), both its
-# halves too, during the run too, and it drifted more than twice as far from the SFT model
+# noise), with more replies in the fact base's form; unleashed RL also raised the score beyond noise while the
+# truth fell beyond noise (reward hacking), both its halves too, during the run too, and it drifted more than
+# twice as far from the SFT model
 assert leashed["score"] > base["score"] + max(0.2, score_noise["RLOO, β = 2"]), (base["score"], leashed["score"])
 assert leashed["true"] >= base["true"] - noise["RLOO, β = 2"], (base["true"], leashed["true"])
 assert leashed["form"] > base["form"] + 2 * se_diff(base["form"], leashed["form"], n), (base["form"], leashed["form"])
@@ -560,13 +561,13 @@ print("One training seed each and one budget each: this lesson does not rank DPO
 
 # %%
 # CHECK: DPO beats SFT by the true measure (win rate >= 0.60), beyond sampling noise; on facts no preference covers
-# (and nobody labelled) its true measure and the share of replies naming the right fact both rose beyond noise, on
-# facts the SFT model already ranked right on most pairs (>= 0.70)
+# (and nobody labelled) its true measure and both its halves (form, and replies naming the right fact) rose beyond
+# noise, on facts the SFT model already ranked right on most pairs (>= 0.70)
 dpo = results["DPO"]
 assert win_over_sft("DPO") >= 0.60, win_over_sft("DPO")
 assert dpo["true"] > base["true"] + 2 * se_diff(base["true"], dpo["true"], n), (base["true"], dpo["true"])
 m = len(before_unseen)
-for half in ("true unseen", "fact unseen"):
+for half in ("true unseen", "form unseen", "fact unseen"):
     assert dpo[half] > base[half] + 2 * se_diff(base[half], dpo[half], m), (half, base[half], dpo[half])
 assert knows["SFT"] >= 0.70, knows
 print("All checks passed.")
@@ -582,13 +583,14 @@ print("All checks passed.")
 #   the reward model prefers. With a tight **KL penalty** to the starting model it raised the reward
 #   and kept the true measure within noise of where it was.
 # * Without the penalty it **hacked the reward**: the reward model's score rose while the replies
-#   lost both form and fact, and the KL to the starting model grew to several times the leashed run's. A learned reward is
-#   only trustworthy near the data it was trained on; the leash keeps the policy there.
+#   lost both form and fact, and its KL to the starting model grew to more than twice the leashed
+#   run's. A learned reward is only trustworthy near the data it was trained on; the leash keeps the
+#   policy there.
 # * **DPO** improved on SFT from the same pairs with no reward model and no sampling, also on facts
 #   no pair covers: it pushed down habits (wrong answers, evasion, chatter), and habits carry over, so
 #   the model said more often what it already knew. It can only learn from the pairs it is given.
 #
-# **Try next:** other values of β (TRL's default `beta=0.05`, then `beta=0.5`) and watch where hacking starts; DPO with
-# the SFT term (`loss_type=["sigmoid", "sft"]` in `train_dpo`) and a longer run (`max_steps=40`), comparing
+# **Try next:** other values of β (TRL's default `beta=0.05`, then `beta=0.5`) and watch where hacking
+# starts; DPO with the SFT term (`loss_type=["sigmoid", "sft"]` in `train_dpo`) and a longer run (`max_steps=40`), comparing
 # log p(chosen); label some pairs wrongly on purpose, or not at all, and retrain the reward model; start
 # the reward model from `profile.base_model`.
