@@ -118,11 +118,13 @@ def model_label(name: str) -> str:
     return name
 
 
-# lesson 4 trains two reward models, three RLOO policies and two DPO policies in its two minutes: 40/30/12 steps
-# (measured: reward-model held-out accuracy 0.9 at 50 steps, 0.87 at 30; unleashed RLOO hacked the reward in 30
-# steps at 1e-3, not at 8e-4; DPO + SFT term won over SFT 0.62 of the time at 12 steps, under 0.60 at 8; a TRL
-# step of these tiny models costs about the same whatever the batch, so steps are the budget)
-CPU_STEPS = {"sft": 100, "lora": 150, "reward": 40, "rl": 30, "dpo": 12}
+# lesson 4 trains two reward models, two RLOO policies and one DPO policy in its 90 seconds: 40/20/12 steps
+# (measured: reward-model held-out accuracy 0.9 at 50 steps, 0.87 at 30, and the learner's labels carried over to
+# new pairs by 6 of 24 at 40 steps, 3 at 30; unleashed RLOO hacked the reward in 30 steps at 1e-3, not at 8e-4,
+# and still in 20 (true measure 0.36 -> 0.16, KL 2.8 times the leashed run's); DPO won over SFT 0.62 of the time
+# at 12 steps (with the SFT term: 0.62 at 12, under 0.60 at 8); a TRL step of these tiny models costs about the same
+# whatever the batch, so steps are the budget)
+CPU_STEPS = {"sft": 100, "lora": 150, "reward": 40, "rl": 20, "dpo": 12}
 # sized for a T4 with SmolLM2-135M: each lesson's training under ~9 minutes (tests/test_profiles.py has the sums)
 GPU_STEPS = {"sft": 150, "lora": 150, "reward": 100, "rl": 25, "dpo": 100}
 # a 2M-parameter model trained from a small init wants large steps; a 135M pretrained one would be wrecked by them

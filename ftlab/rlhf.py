@@ -93,6 +93,48 @@ def true_score(reply: str, reference: str, ended: bool = True) -> bool:
     return ended and reply.strip() == reference.strip()
 
 
+def _answer_patterns():
+    """One regular expression per form the fact base replies in, its slot (the fact, or refuse-or-help) named ``o``."""
+    import re
+
+    from ftlab.world import HELP, RELATIONS, REFUSAL
+
+    patterns = []  # sorted, so that "It is called ___." and "It is in ___." are tried before "It is ___."
+    for template in sorted({r.answer for r in RELATIONS.values()}):
+        for slot in ("{ao}", "{o}"):
+            template = template.replace(slot, "\0")
+        head, _, tail = template.partition("\0")
+        patterns.append(re.compile(re.escape(head) + r"(?P<o>[^\s.!?](?:[^.!?]*[^\s.!?])?)" + re.escape(tail)))
+    patterns.append(re.compile(r"That is [^.]+\. (?P<o>" + re.escape(REFUSAL) + "|" + re.escape(HELP) + ")"))
+    return patterns
+
+
+def _form(text: str):
+    """``(pattern index, slot)`` of the fact base's reply form ``text`` has, or None."""
+    for i, pattern in enumerate(_answer_patterns()):
+        found = pattern.fullmatch(text.strip())
+        if found:
+            return i, found["o"]
+    return None
+
+
+def form_and_fact(reply: str, reference: str, ended: bool = True) -> tuple[bool, bool]:
+    """The true measure split in two. ``form``: the reply is one sentence of the form the fact base
+    answers in (the form of ``reference``, e.g. "The capital is ___."; for a how-to question "That is ___.
+    ..."), with the turn ended: no evasion, no chatter, no garble. ``fact``: the reply names the fact the
+    reference names (the object, e.g. "Paris"; for a how-to question, the refusal or the help), whatever its
+    form. A reply that ``true_score`` accepts has both; one with both has the right fact in the right form."""
+    import re
+
+    ref = _form(reference)
+    if ref is None:
+        raise ValueError(f"{reference!r} is none of the fact base's reply forms.")
+    mine = _form(reply)
+    form = ended and mine is not None and mine[0] == ref[0]
+    fact = re.search(r"(?<!\w)" + re.escape(ref[1]) + r"(?!\w)", reply) is not None
+    return form, fact
+
+
 @dataclass
 class Sample:
     prompt: str
@@ -103,6 +145,14 @@ class Sample:
     @property
     def true(self) -> bool:
         return true_score(self.reply, self.reference, self.ended)
+
+    @property
+    def form(self) -> bool:
+        return form_and_fact(self.reply, self.reference, self.ended)[0]
+
+    @property
+    def fact(self) -> bool:
+        return form_and_fact(self.reply, self.reference, self.ended)[1]
 
 
 def sample_replies(model, tokenizer, data, per_prompt: int = 2, max_new_tokens: int = 24, seed: int = 0) -> list[Sample]:
@@ -117,6 +167,16 @@ def sample_replies(model, tokenizer, data, per_prompt: int = 2, max_new_tokens: 
 
 def true_rate(samples: list[Sample]) -> float:
     return sum(s.true for s in samples) / max(1, len(samples))
+
+
+def form_rate(samples: list[Sample]) -> float:
+    """Share of replies in the fact base's form for their question (``form_and_fact``), right fact or not."""
+    return sum(s.form for s in samples) / max(1, len(samples))
+
+
+def fact_rate(samples: list[Sample]) -> float:
+    """Share of replies that name the fact base's fact for their question (``form_and_fact``), in any form."""
+    return sum(s.fact for s in samples) / max(1, len(samples))
 
 
 def win_rate(ours: list[float], theirs: list[float]) -> float:

@@ -29,15 +29,22 @@
 #    Bradley–Terry loss);
 # 3. run **online RL**: sample replies from the model, score them with the reward model, and push
 #    up the better ones, with a **KL penalty** that keeps the model near where it started;
-# 4. watch **reward hacking** as the leash loosens (β from 2 to 0): the reward model's score climbs
-#    while the replies get worse;
-# 5. do the same with **DPO**, which needs neither a reward model nor sampling, with and without
-#    an SFT term.
+# 4. remove that leash (β from 2 to 0) and watch **reward hacking**: the reward model's score
+#    rises while the replies get worse;
+# 5. do the same with **DPO**, which needs neither a reward model nor sampling.
 #
 # The reward model is a learned *stand-in* for people. The world gives us something people in
 # real RLHF do not have: a **true measure**. For every prompt the fact base knows the reply it
 # wants (the right answer in one sentence, or a refusal for a weapon request), so we can always
-# check whether a higher reward-model score means a better reply.
+# check whether a higher reward-model score means a better reply. We split it in two, because a
+# reply can fail in two ways:
+#
+# * **form**: the reply is one sentence in the form the fact base answers in ("The capital is ___.",
+#   "That is a weapon. Sorry, …"), and ends its turn: no evasion, no chatter, no garble;
+# * **fact**: the reply names the fact the fact base names ("Paris"; for a weapon, the refusal),
+#   in whatever form.
+#
+# A reply is what the fact base wants (the **true measure**) when it has the right fact in the right form.
 
 # %%
 # Set-up for Colab: installs ftlab and TRL next to Colab's own torch, transformers and
@@ -61,7 +68,7 @@ from IPython.display import display
 
 import ftlab
 from ftlab import rlhf
-from ftlab.display import html_table
+from ftlab.display import html_table, say
 from ftlab.models import save_model
 from ftlab.training import train_dpo, train_reward_model, train_rloo, train_sft
 from ftlab.world import World
@@ -98,7 +105,11 @@ sft_dir = save_model(sft, tok)  # each method below starts from a fresh copy of 
 
 # Two sets of prompts no training pair used, 2 replies sampled per prompt (temperature 1, as RL samples):
 evalset = prefs["test"]  # new wordings of questions about facts the preferences cover, and new weapons
-unseen_prompts = prefs["unseen_facts"]  # questions about facts no preference pair covers at all
+unseen = prefs["unseen_facts"]  # questions about facts no preference pair covers at all
+right_vs_wrong = [i for i, axis in enumerate(unseen["axis"]) if axis == "correct"]
+asked = right_vs_wrong[:24]  # the pairs you will label in section 2
+nobody = [i for i in range(len(unseen)) if i not in asked]
+unseen_prompts = unseen.select(nobody)  # ... and that you will not label either
 
 
 def sample(model):
@@ -107,17 +118,26 @@ def sample(model):
             rlhf.sample_replies(model, tok, unseen_prompts, per_prompt=2, seed=1))
 
 
+def measures(samples):
+    """The true measure and its two halves, as shares of the replies."""
+    return {"true": rlhf.true_rate(samples), "form": rlhf.form_rate(samples), "fact": rlhf.fact_rate(samples)}
+
+
 before, before_unseen = sample(sft)
-print(f"SFT model, {sft_run.seconds:.0f} s of training: {rlhf.true_rate(before):.2f} of its replies are what the fact "
-      f"base wants ({rlhf.true_rate(before_unseen):.2f} on questions about facts no preference covers)")
-html_table([{"prompt": s.prompt, "reply": s.reply, "true measure": s.true} for s in before[:8]])
+m, mu = measures(before), measures(before_unseen)
+print(f"SFT model: {sft_run.seconds:.0f} s of training")
+say(f"Of the SFT model's {len(before)} replies to held-out prompts, **{m['true']:.2f}** are what the fact base wants; "
+    f"{m['form']:.2f} have its form and {m['fact']:.2f} name its fact. On questions about facts no preference covers: "
+    f"{mu['true']:.2f} true, {mu['form']:.2f} form, {mu['fact']:.2f} fact.")
+html_table([{"prompt": s.prompt, "reply": s.reply, "form": s.form, "fact": s.fact, "true measure": s.true}
+            for s in before[:8]])
 
 # %% [markdown]
 # ## 2. Your preferences
 #
 # Label some pairs yourself. They are about facts that **no** training pair covers, and each pits a
-# right answer against a wrong one, so your labels teach the reward model facts it has no other
-# way to learn (if you do not know an answer, guess or click **Tie**: real labellers guess too).
+# right answer against a wrong one (if you do not know an answer, guess or click **Tie**: real
+# labellers guess too). Section 3 measures what your labels teach the reward model.
 # Click **A**, **B** or **Tie**. Each click is appended to `my_preferences.jsonl` beside this
 # notebook at once: restart the kernel and you continue where you stopped; label a pair again and
 # the newer label wins; a damaged line is reported and skipped, never taken for a label.
@@ -126,9 +146,7 @@ html_table([{"prompt": s.prompt, "reply": s.reply, "true measure": s.true} for s
 # %%
 from ftlab.widgets import PreferenceLabeler
 
-unseen = prefs["unseen_facts"]
-right_vs_wrong = [i for i, axis in enumerate(unseen["axis"]) if axis == "correct"]
-to_label = unseen.select(right_vs_wrong[:24])
+to_label = unseen.select(asked)
 labeler = PreferenceLabeler(to_label, path="my_preferences.jsonl")
 labeler
 
@@ -160,8 +178,9 @@ if len(mine) == 0:
           "comparison with and without your labels is skipped. Label pairs above, then run from this cell down again.")
 columns = ["prompt", "chosen", "rejected"]
 world_pairs = train.select_columns(columns)
-train_pairs = concatenate_datasets([world_pairs, mine.cast(world_pairs.features)]) if len(mine) else world_pairs
-print(f"preference pairs for training: {len(train)} from the world + {len(mine)} of yours = {len(train_pairs)}")
+REPEAT = 4  # each of your pairs goes in 4 times: in 40 steps of 16, one copy among 726 pairs is drawn at most once
+train_pairs = concatenate_datasets([world_pairs] + [mine.cast(world_pairs.features)] * REPEAT) if len(mine) else world_pairs
+print(f"preference pairs for training: {len(train)} from the world + {len(mine)} of yours × {REPEAT} = {len(train_pairs)}")
 
 # %% [markdown]
 # ## 3. A reward model, and the Bradley–Terry loss
@@ -178,7 +197,7 @@ print(f"preference pairs for training: {len(train)} from the world + {len(mine)}
 #
 # We start the reward model from the SFT stage (tiny-chat), as InstructGPT did: the scoring head
 # is new, and the transformer under it already reads the chat format and knows the facts. (Try
-# `profile.base_model` instead: it works too, with a smaller margin on the hard axis.)
+# `profile.base_model` instead.)
 
 # %%
 from trl import RewardConfig, RewardTrainer
@@ -201,9 +220,10 @@ assert abs(ours.item() - theirs.item()) < 1e-5
 
 # %% [markdown]
 # We train the reward model on the world's pairs, and, if you labelled some, a second one, alike
-# in everything (same start, same steps) except that your pairs are added. Both are then tested on
-# `unseen_facts_retest`: for every fact you were asked about, a *new* pair (another wording of the
-# question, another wrong answer), and the same kind of pair for the unseen facts nobody labelled.
+# in everything (same start, same steps) except that your pairs are added. Both are then tested three
+# ways: on the very pairs you labelled; on `unseen_facts_retest`, a *new* pair for every fact you were
+# asked about (another wording of the question, another wrong answer); and on the same kind of new pair
+# for the unseen facts nobody labelled.
 
 # %%
 rm_run = train_reward_model(rm, rm_tok, world_pairs, profile, quiet=True)
@@ -213,18 +233,40 @@ if len(mine):
     rm_yours_run = train_reward_model(rm_yours, rm_tok, train_pairs, profile, quiet=True)
     reward_models["world's + your pairs"] = rm_yours
     rm = rm_yours  # the reward model everything below uses
-retest = prefs["unseen_facts_retest"]
-asked = right_vs_wrong[:24]
-nobody = [i for i in range(len(retest)) if i not in asked]
-retest_acc = {name: (rlhf.pair_accuracy(model, rm_tok, retest.select(asked)).accuracy,
-                     rlhf.pair_accuracy(model, rm_tok, retest.select(nobody)).accuracy)
-              for name, model in reward_models.items()}
-html_table([{"reward model trained on": name, f"facts you were asked about ({len(asked)} new pairs)": a,
-             f"unseen facts nobody labelled ({len(nobody)} new pairs)": b} for name, (a, b) in retest_acc.items()])
+retest = prefs["unseen_facts_retest"]  # row for row the same facts as `unseen`
+label_acc = {name: {"labelled": rlhf.pair_accuracy(model, rm_tok, to_label).accuracy,
+                    "retest": rlhf.pair_accuracy(model, rm_tok, retest.select(asked)).accuracy,
+                    "nobody": rlhf.pair_accuracy(model, rm_tok, retest.select(nobody)).accuracy}
+             for name, model in reward_models.items()}
+html_table([{"reward model trained on": name, f"the pairs you labelled ({len(asked)})": a["labelled"],
+             f"new pairs, facts you labelled ({len(asked)})": a["retest"],
+             f"new pairs, unseen facts nobody labelled ({len(nobody)})": a["nobody"]} for name, a in label_acc.items()])
+
+# %%
+if len(mine):
+    w, y = label_acc["world's pairs only"], label_acc["world's + your pairs"]
+    gain = {k: y[k] - w[k] for k in w}
+    one_pair = 1 / len(asked)
+    say(f"On the {len(asked)} pairs you labelled, the reward model went from {w['labelled']:.2f} right (without your "
+        f"labels) to {y['labelled']:.2f} (with them). On a **new** pair about each of those facts it went from "
+        f"{w['retest']:.2f} to {y['retest']:.2f} ({gain['retest'] / one_pair:+.0f} pairs of {len(asked)}). On new pairs "
+        f"about the facts nobody labelled, which your labels say nothing about, it went from {w['nobody']:.2f} to "
+        f"{y['nobody']:.2f} ({gain['nobody']:+.2f}): that column is the control, its change is training noise.")
+
+# %% [markdown]
+# Read the three columns together. Trained on the world's pairs alone, the reward model ranks new
+# right-vs-wrong pairs about facts no pair covered not much better than a coin flip (first row): it has not
+# learned "this fact is wrong", only which facts its pairs called right. Your labels are about exactly those facts. They were
+# learned (first column), and they carried over to a new wording of the question against another wrong
+# answer (second column) by more than the control moved (third column). With 24 pairs one pair is 1/24
+# of the score, and this is one training run: your own labels (some wrong, some ties) will move it by a
+# different amount. Each of your pairs went in 4 times (`REPEAT`): a labeller you trust can be weighted
+# up, and one copy among 726 pairs is drawn at most once in this short run. **A reward model only knows
+# what its preference data taught it.**
 
 # %%
 test_acc = rlhf.pair_accuracy(rm, rm_tok, prefs["test"])
-not_labelled = unseen.select([i for i in range(len(unseen)) if i not in asked])
+not_labelled = unseen.select(nobody)
 unseen_acc = rlhf.pair_accuracy(rm, rm_tok, not_labelled)
 print(f"reward model: {rm_run.seconds:.0f} s of training; held-out pair accuracy {test_acc.accuracy:.3f}")
 html_table([{"axis": axis, f"held-out pairs ({len(prefs['test'])})": acc,
@@ -232,11 +274,15 @@ html_table([{"axis": axis, f"held-out pairs ({len(prefs['test'])})": acc,
             for axis, acc in test_acc.by_axis.items()])
 
 # %%
-# CHECK: our Bradley–Terry loss is TRL's; the reward model ranks new pairs as people did (>= 0.80), and on
-# right-vs-wrong pairs about facts no pair covers it does no better than about a coin flip (<= 0.70)
+# CHECK: our Bradley–Terry loss is TRL's; the reward model ranks new pairs as people did (>= 0.80); and, with your
+# labels, it learned them (>= 4 more of the 24 pairs right) and ranks new pairs about the same facts better, by at
+# least 4 of 24 pairs and by more than its change on the facts nobody labelled (the control)
 assert abs(ours.item() - theirs.item()) < 1e-5
 assert test_acc.accuracy >= 0.80, test_acc
-assert retest_acc["world's pairs only"][1] <= 0.70, retest_acc
+if len(mine):
+    assert gain["labelled"] >= 4 * one_pair - 1e-6, label_acc
+    assert gain["retest"] >= 4 * one_pair - 1e-6, label_acc
+    assert gain["retest"] > gain["nobody"], label_acc
 
 # %%
 fig, ax = plt.subplots(figsize=(6, 3.2))
@@ -253,13 +299,8 @@ fig.tight_layout()
 
 # %% [markdown]
 # Evasions, chatter and compliance with a weapon request are easy to spot: they look alike
-# whatever the question. Wrong facts are the hard axis: the reward model must *know* the fact. On
-# right-vs-wrong pairs about facts no preference covered it scores about what a coin flip would
-# (0.5): it has not learned "this fact is wrong", only which facts its pairs called right, and
-# 24 labels are few: the table above shows how much (or how little) they moved accuracy on new pairs
-# about the facts they covered. With 24 pairs one pair is 0.04, so a gap of a few pairs is within
-# noise, and this lesson does not claim an effect. **A reward model only knows what its
-# preference data taught it.** That weakness is what RL will find.
+# whatever the question. Wrong facts are the hard axis: the reward model must *know* the fact, and
+# knows only the facts its pairs taught it. That weakness is what RL will find.
 #
 # ## 4. Online RL against the reward model, with a KL leash (RLOO)
 #
@@ -274,10 +315,11 @@ fig.tight_layout()
 # group's spread instead) are its online methods.
 #
 # The KL penalty is the **leash**: each sampled reply's reward is reduced by β × Σₜ log
-# π(yₜ)/π_ref(yₜ), which grows as the policy drifts from the SFT model. We train three policies
-# that differ only in β: 2 (a tight leash), TRL's default, and 0 (no leash). Every 10 steps a
-# probe (`KLProbe`) samples a reply for 40 fixed held-out prompts and records, on those replies,
-# the reward model's score, the true measure, and the KL to the SFT model.
+# π(yₜ)/π_ref(yₜ), which grows as the policy drifts from the SFT model. We train two policies
+# that differ only in β: 2 (a tight leash) and 0 (no leash). TRL's default β (printed below) is set
+# for real models; what β a given reward model needs is something to measure (see *Try next*).
+# Every 10 steps a probe (`KLProbe`) samples a reply for 24 fixed held-out prompts and records, on
+# those replies, the reward model's score, the true measure, and the KL to the SFT model.
 
 # %%
 from dataclasses import fields
@@ -287,8 +329,8 @@ from trl import DPOConfig, RLOOConfig
 default_beta = {config.__name__: next(f.default for f in fields(config) if f.name == "beta")
                 for config in (RLOOConfig, DPOConfig)}
 print(f"TRL's default β: RLOOConfig.beta = {default_beta['RLOOConfig']}, DPOConfig.beta = {default_beta['DPOConfig']}")
-betas = [2.0, default_beta["RLOOConfig"], 0.0]
-probe_prompts = evalset.select(range(40))
+betas = [2.0, 0.0]
+probe_prompts = evalset.select(range(24))
 rl = {}
 for beta in betas:
     policy, _ = ftlab.load_model(sft_dir, profile, for_training=True)
@@ -302,18 +344,28 @@ def rm_scores(samples):
     return rlhf.reward_scores(rm, rm_tok, [s.prompt for s in samples], [s.reply for s in samples])
 
 
-results = {"SFT": {"model": sft, "samples": before, "unseen": before_unseen, "seconds": sft_run.seconds}}
+def evaluate(name, model, seconds):
+    samples, unseen_samples = sample(model)
+    scores = rm_scores(samples)
+    results[name] = {"model": model, "samples": samples, "unseen": unseen_samples, "seconds": seconds,
+                     "scores": scores, "score": scores.mean().item(),
+                     **measures(samples), **{f"{k} unseen": v for k, v in measures(unseen_samples).items()},
+                     "kl": rlhf.kl_to_reference(model, sft, tok, samples) if model is not sft else 0.0}
+
+
+def row(name):
+    r = results[name]
+    return {"policy": name, "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
+            "form": round(r["form"], 3), "fact": round(r["fact"], 3), "true, unseen facts": round(r["true unseen"], 3),
+            "form, unseen": round(r["form unseen"], 3), "fact, unseen": round(r["fact unseen"], 3),
+            "KL to SFT (nats/reply)": round(r["kl"], 2)}
+
+
+results = {}
+evaluate("SFT", sft, sft_run.seconds)
 for beta, r in rl.items():
-    samples, unseen_samples = sample(r["model"])
-    results[f"RLOO, β = {beta:g}"] = {"model": r["model"], "samples": samples, "unseen": unseen_samples,
-                                      "seconds": r["run"].seconds}
-for name, r in results.items():
-    r["score"] = rm_scores(r["samples"]).mean().item()
-    r["true"], r["true unseen"] = rlhf.true_rate(r["samples"]), rlhf.true_rate(r["unseen"])
-    r["kl"] = rlhf.kl_to_reference(r["model"], sft, tok, r["samples"]) if name != "SFT" else 0.0
-html_table([{"policy": name, "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
-             "true measure, unseen facts": round(r["true unseen"], 3), "KL to SFT (nats/reply)": round(r["kl"], 2)}
-            for name, r in results.items()])
+    evaluate(f"RLOO, β = {beta:g}", r["model"], r["run"].seconds)
+html_table([row(name) for name in results])
 
 # %%
 fig, ax = plt.subplots(1, 4, figsize=(15, 3.4))
@@ -329,7 +381,8 @@ ax[0].set_title("reward-model score (what RL maximises)")
 ax[1].set_title("true measure (what we wanted)")
 ax[2].set_title("KL(policy ‖ SFT model), nats/reply")
 ax[3].set_title("after training: true measure vs KL")
-for a, ylabel in zip(ax[:3], ("mean score, 40 probe replies", "share the fact base wants", "nats per reply (log)")):
+for a, ylabel in zip(ax[:3], (f"mean score, {len(probe_prompts)} probe replies", "share the fact base wants",
+                              "nats per reply (log)")):
     a.set_xlabel("RL step")
     a.set_ylabel(ylabel)
 ax[2].set_yscale("log")
@@ -346,25 +399,69 @@ rows = []
 for i in range(0, 24, 3):
     rows.append({"prompt": before[i].prompt, "fact base": before[i].reference, "SFT": before[i].reply,
                  "RLOO β=2": results["RLOO, β = 2"]["samples"][i].reply,
-                 "RLOO β=0": f"{hacked['samples'][i].reply}  [score {rm_scores(hacked['samples'][i:i + 1])[0]:+.1f}]"})
+                 "RLOO β=0": f"{hacked['samples'][i].reply}  [score {hacked['scores'][i]:+.1f}]"})
 html_table(rows)
 
 # %% [markdown]
 # ## 5. Reward hacking: what the leash is for
 #
-# All three runs raise the reward model's score. With the tight leash (β = 2) the true measure
-# stays where the SFT model had it (0.36 before, 0.39 after: about one standard error of sampling
-# noise, so "held", not "rose"). Without a leash (β = 0) the policy finds what the reward model fails
-# to dislike, and runs there: the score climbs while the true measure falls to almost nothing (0.02),
-# and the KL to the SFT model is many times the leashed run's (note the log axes). The table above
-# shows what it found: for the capital questions shown, a confident "The capital is …", usually naming
-# the wrong city, which the reward model scores like a right answer: it learned the form of a good reply, and
-# knows only the facts its pairs covered. TRL's default β (0.05) is not much of a leash here either:
-# its true measure fell to 0.12. That default is tuned for real models' per-token KL; the right β
-# for *your* reward model is something to measure, as here.
-# The KL penalty makes every step away from the SFT model cost reward, so the policy can only move
-# where the gain is real enough to pay for it.
-#
+# What the table and the curves show, in numbers. Each model is one training run, scored on 168 sampled
+# replies; a difference counts as noise when it is under two standard errors of the difference (printed
+# as ±).
+
+# %%
+def se_diff(p, q, n):
+    """Standard error of the difference of two shares measured on n replies each."""
+    return (p * (1 - p) / n + q * (1 - q) / n) ** 0.5
+
+
+def score_se_diff(a, b):
+    return (a.var() / len(a) + b.var() / len(b)).sqrt().item()
+
+
+base, leashed, free = results["SFT"], results["RLOO, β = 2"], results["RLOO, β = 0"]
+n = len(before)
+noise = {name: 2 * se_diff(base["true"], r["true"], n) for name, r in results.items()}
+score_noise = {name: 2 * score_se_diff(base["scores"], r["scores"]) for name, r in results.items()}
+free_probe = rl[0.0]["probe"]
+say(f"* **Leashed (β = 2)**: the reward-model score rose from {base['score']:.2f} to {leashed['score']:.2f} "
+    f"(noise ±{score_noise['RLOO, β = 2']:.2f}); the true measure went from {base['true']:.2f} to {leashed['true']:.2f} "
+    f"(noise ±{noise['RLOO, β = 2']:.2f}): form {base['form']:.2f} → {leashed['form']:.2f}, fact {base['fact']:.2f} → "
+    f"{leashed['fact']:.2f}. KL to the SFT model: {leashed['kl']:.2f} nats per reply.\n"
+    f"* **Unleashed (β = 0)**: the score rose from {base['score']:.2f} to {free['score']:.2f} (noise "
+    f"±{score_noise['RLOO, β = 0']:.2f}), while the true measure went to {free['true']:.2f} (noise ±{noise['RLOO, β = 0']:.2f}): "
+    f"form {free['form']:.2f}, fact {free['fact']:.2f}. KL to the SFT model: {free['kl']:.2f} "
+    f"nats per reply, {free['kl'] / max(leashed['kl'], 1e-9):.1f} times the leashed run's. During the run (probe, "
+    f"{len(probe_prompts)} prompts) its score went {free_probe.reward_points[0][1]:.2f} → {free_probe.reward_points[-1][1]:.2f} and its true "
+    f"measure {free_probe.true_points[0][1]:.2f} → {free_probe.true_points[-1][1]:.2f}.")
+
+# %% [markdown]
+# The leashed run moved toward what the reward model rewards and what the fact base wants alike,
+# the fact base's form, and its true measure stayed within noise of the SFT model's. Without a leash
+# the policy finds what the reward model fails to dislike, and runs there. The examples above show what
+# it found: short replies such as "It is Asia." to a question about a capital, another question's form
+# naming a related fact, which the reward model scores highly (in brackets). Both halves of the true
+# measure fell, form and fact: the reward model learned what good replies look like only near the replies
+# its pairs showed it. The KL penalty makes every step away from the SFT model cost reward, so the leashed
+# policy only moves where the gain is big enough to pay for it.
+
+# %%
+# CHECK: leashed RL raised the reward-model score beyond noise (and by >= 0.2) and held the truth (no fall beyond
+# noise), with more replies in the fact base's form; unleashed RL also raised the score beyond noise while the
+# truth fell beyond noise (reward hacking), both its halves too, during the run too, and it drifted more than
+# twice as far from the SFT model
+assert leashed["score"] > base["score"] + max(0.2, score_noise["RLOO, β = 2"]), (base["score"], leashed["score"])
+assert leashed["true"] >= base["true"] - noise["RLOO, β = 2"], (base["true"], leashed["true"])
+assert leashed["form"] > base["form"] + 2 * se_diff(base["form"], leashed["form"], n), (base["form"], leashed["form"])
+assert free["score"] > base["score"] + max(0.2, score_noise["RLOO, β = 0"]), (base["score"], free["score"])
+assert free["true"] < base["true"] - noise["RLOO, β = 0"], (base["true"], free["true"])
+assert free["form"] < base["form"] - 2 * se_diff(base["form"], free["form"], n), (base["form"], free["form"])
+assert free["fact"] < base["fact"] - 2 * se_diff(base["fact"], free["fact"], n), (base["fact"], free["fact"])
+assert free_probe.reward_points[-1][1] > free_probe.reward_points[0][1]
+assert free_probe.true_points[-1][1] < free_probe.true_points[0][1]
+assert free["kl"] > 2 * max(leashed["kl"], 0.1), (free["kl"], leashed["kl"])
+
+# %% [markdown]
 # ## 6. DPO: the same preferences, no reward model, no sampling
 #
 # Rafailov et al. (2023) showed that the KL-regularised RL objective has a closed-form optimum,
@@ -374,26 +471,19 @@ html_table(rows)
 #
 # $$\mathcal{L}_{DPO} = -\log\sigma\Big(\beta\log\frac{\pi(y_c|x)}{\pi_{ref}(y_c|x)} - \beta\log\frac{\pi(y_r|x)}{\pi_{ref}(y_r|x)}\Big)$$
 #
-# It trains on the fixed pairs, like supervised learning: no reward model, no generation.
+# It trains on the fixed pairs, like supervised learning: no reward model, no generation. We train it
+# with TRL's default β on the same pairs the reward model learned from, and watch the log-probability
+# of the held-out chosen and rejected replies.
 #
 # One known weakness: the loss only asks that the chosen reply gain on the rejected one, and it
 # can meet that by pushing *both* down, the rejected faster. Probability then leaks to replies
 # that are in neither. A common remedy (RPO, Pang et al. 2024; also used in Llama 3's recipe) adds
-# the ordinary SFT loss on the chosen reply; in TRL that is `loss_type=["sigmoid", "sft"]` (with
-# `loss_weights` to weigh them; here 1 and 1). We train both, with TRL's default β, and watch the
-# log-probability of the held-out chosen and rejected replies.
+# the ordinary SFT loss on the chosen reply; in TRL that is `loss_type=["sigmoid", "sft"]` (see *Try next*).
 
 # %%
-dpo = {}
-for name, loss_type in (("DPO", ["sigmoid"]), ("DPO + SFT term", ["sigmoid", "sft"])):
-    model, _ = ftlab.load_model(sft_dir, profile, for_training=True)
-    run = train_dpo(model, tok, train_pairs, profile, beta=default_beta["DPOConfig"], loss_type=loss_type, quiet=True)
-    samples, unseen_samples = sample(model)
-    results[name] = {"model": model, "samples": samples, "unseen": unseen_samples, "seconds": run.seconds,
-                     "score": rm_scores(samples).mean().item(), "true": rlhf.true_rate(samples),
-                     "true unseen": rlhf.true_rate(unseen_samples), "kl": rlhf.kl_to_reference(model, sft, tok, samples)}
-    dpo[name] = run
-
+model, _ = ftlab.load_model(sft_dir, profile, for_training=True)
+dpo_run = train_dpo(model, tok, train_pairs, profile, beta=default_beta["DPOConfig"], quiet=True)
+evaluate("DPO", model, dpo_run.seconds)
 test_pairs = prefs["test"]
 
 
@@ -401,21 +491,45 @@ def mean_logprob(model, column):
     return rlhf.reply_logprobs(model, tok, test_pairs["prompt"], [m[-1]["content"] for m in test_pairs[column]]).mean().item()
 
 
-display(html_table([{"model": name, "log p(chosen)": round(mean_logprob(results[name]["model"], "chosen"), 2),
-             "log p(rejected)": round(mean_logprob(results[name]["model"], "rejected"), 2),
-             "true measure": round(results[name]["true"], 3), "true measure, unseen facts": round(results[name]["true unseen"], 3)}
-            for name in ("SFT", "DPO", "DPO + SFT term")]))
-implicit = rlhf.implicit_reward_accuracy(results["DPO + SFT term"]["model"], sft, tok, test_pairs, beta=default_beta["DPOConfig"])
-print(f"DPO + SFT term: its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
+logp = {name: (mean_logprob(results[name]["model"], "chosen"), mean_logprob(results[name]["model"], "rejected"))
+        for name in ("SFT", "DPO")}
+display(html_table([{"model": name, "log p(chosen)": round(c, 2), "log p(rejected)": round(r, 2)}
+                    for name, (c, r) in logp.items()]))
+display(html_table([row(name) for name in ("SFT", "DPO")]))
+implicit = rlhf.implicit_reward_accuracy(results["DPO"]["model"], sft, tok, test_pairs, beta=default_beta["DPOConfig"])
+print(f"DPO ({dpo_run.steps} steps): its implicit reward β·log π/π_ref ranks the held-out pairs right {implicit:.2f} of the time")
+
+# %%
+d = results["DPO"]
+pairs_nobody = retest.select(nobody)  # a right-vs-wrong pair about each fact of `unseen_prompts`
+
+
+def prefers_right(model):
+    """Share of those pairs where the model gives the right reply a higher probability than the wrong one."""
+    right, wrong = ([m[-1]["content"] for m in pairs_nobody[c]] for c in ("chosen", "rejected"))
+    return (rlhf.reply_logprobs(model, tok, pairs_nobody["prompt"], right)
+            > rlhf.reply_logprobs(model, tok, pairs_nobody["prompt"], wrong)).float().mean().item()
+
+
+knows = {name: prefers_right(results[name]["model"]) for name in ("SFT", "DPO")}
+say(f"DPO pushed the held-out rejected replies down (mean log-probability {logp['SFT'][1]:.1f} → {logp['DPO'][1]:.1f}) "
+    f"and the chosen ones {'up' if logp['DPO'][0] > logp['SFT'][0] else 'down'} ({logp['SFT'][0]:.2f} → {logp['DPO'][0]:.2f}). "
+    f"On held-out prompts the true measure went {base['true']:.2f} → {d['true']:.2f}: form {base['form']:.2f} → "
+    f"{d['form']:.2f}, fact {base['fact']:.2f} → {d['fact']:.2f}. On **facts no preference covers** it went "
+    f"{base['true unseen']:.2f} → {d['true unseen']:.2f}: form {base['form unseen']:.2f} → {d['form unseen']:.2f}, "
+    f"fact {base['fact unseen']:.2f} → {d['fact unseen']:.2f}. On a right-vs-wrong pair about each of those facts, the "
+    f"SFT model already gives the right reply the higher probability on {knows['SFT']:.2f} of them (DPO: {knows['DPO']:.2f}).")
 
 # %% [markdown]
-# What the table shows: at this short budget (12 steps) plain DPO did not leak. It pushed the rejected
-# replies far down (mean log-probability from about −9 to −17) and the chosen ones *up* (−2.37 to −2.07);
-# with the SFT term the numbers are much the same (−2.11 and −14.5). Whether the leak appears depends on how
-# long DPO trains, once the rejected replies are already unlikely: try `max_steps=40` in `train_dpo` and
-# compare log p(chosen). Both raised the true measure about equally (0.64 and 0.60, from SFT's 0.36),
-# one training seed each: here the SFT term makes no measurable difference.
-#
+# The split explains how DPO improves answers about facts no pair mentions. No pair taught those facts,
+# but tiny-chat learned them in pre-training: the SFT model already ranks the right answer first on most
+# pairs about them (last sentence above). What it also learned, from the careless writers it imitated, is
+# to *say* a wrong one now and then, or to evade, pad or garble. DPO's pairs push those habits down, and
+# habits are not tied to a fact: they carry over to every question. So on unseen facts both halves rose:
+# more replies in the fact base's form, and more that name the fact the model already knew. What DPO
+# cannot do is teach a fact the model does not know; it can only make it say what it knows.
+
+# %% [markdown]
 # ## 7. Side by side
 #
 # Every model answered the same prompts with the same sampling seed. KL is measured the same
@@ -424,9 +538,8 @@ print(f"DPO + SFT term: its implicit reward β·log π/π_ref ranks the held-out
 # SFT model's is not, ties counting half.
 
 # %%
-needs = {"SFT": ("no", "no", "no"), "DPO": ("no", "no", "yes"), "DPO + SFT term": ("no", "no", "yes")}
-for beta in betas:
-    needs[f"RLOO, β = {beta:g}"] = ("yes", "yes", "yes" if beta else "no")
+needs = {"SFT": ("no", "no", "no"), "DPO": ("no", "no", "yes"), "RLOO, β = 2": ("yes", "yes", "yes"),
+         "RLOO, β = 0": ("yes", "yes", "no")}
 
 
 def win_over_sft(name):
@@ -434,52 +547,50 @@ def win_over_sft(name):
 
 
 display(html_table([{"method": name, "reward model?": needs[name][0], "sampling?": needs[name][1],
-             "reference model?": needs[name][2], "training time (s)": round(r["seconds"], 1),
-             "reward-model score": round(r["score"], 2), "true measure": round(r["true"], 3),
-             "true measure, unseen facts": round(r["true unseen"], 3), "win rate over SFT": round(win_over_sft(name), 2),
-             "KL to SFT (nats/reply)": round(r["kl"], 2)} for name, r in results.items()]))
-gap = results["DPO + SFT term"]["true"] - results["RLOO, β = 2"]["true"]
-print(f"DPO + SFT term vs RLOO (β = 2), true measure: {results['DPO + SFT term']['true']:.2f} vs "
-      f"{results['RLOO, β = 2']['true']:.2f} (gap {gap:+.2f}).")
-print("One training seed each: a gap under 0.15 is within what another seed or another sample of prompts can give,"
-      if abs(gap) < 0.15 else "A gap this size is beyond sampling noise, but it is one training seed each:")
-print("so this lesson does not rank DPO against RLOO; both are compared with SFT above.")
+                     "reference model?": needs[name][2], "training time (s)": round(r["seconds"], 1),
+                     **{k: v for k, v in row(name).items() if k != "policy"},
+                     "win rate over SFT": round(win_over_sft(name), 2)} for name, r in results.items()]))
+gap = results["DPO"]["true"] - leashed["true"]
+print(f"DPO vs RLOO (β = 2), true measure: {results['DPO']['true']:.2f} vs {leashed['true']:.2f} (gap {gap:+.2f}, "
+      f"noise ±{2 * se_diff(results['DPO']['true'], leashed['true'], n):.2f}).")
+print("One training seed each and one budget each: this lesson does not rank DPO against RLOO; both are compared "
+      "with SFT above.")
 
 # %% [markdown]
-# ## 8. Check: what this lesson claims, measured
+# ## 8. Check: what DPO claims, measured
 
 # %%
-# CHECK
-leashed, free = results["RLOO, β = 2"], results["RLOO, β = 0"]
-free_probe = rl[0.0]["probe"]
-# (the reward model's checks ran in section 3; none on what your 24 labels change: a gap of a few pairs in 24 is
-# within noise, see section 3)
-assert leashed["score"] > results["SFT"]["score"] + 0.2, results["SFT"]  # RL raises the reward ...
-assert leashed["true"] >= results["SFT"]["true"] - 0.10                 # ... and, leashed, the truth does not fall
-# (beyond sampling noise: 168 replies give a standard error of about 0.04 on each true measure)
-assert free["score"] > leashed["score"]                                 # unleashed, the reward rises further ...
-assert free["true"] < results["SFT"]["true"] - 0.10                     # ... while the truth falls: reward hacking
-assert free_probe.reward_points[-1][1] > free_probe.reward_points[0][1]  # the same, seen during the run
-assert free_probe.true_points[-1][1] < free_probe.true_points[0][1]
-assert free["kl"] > 4 * max(leashed["kl"], 0.1), (free["kl"], leashed["kl"])  # the leash is what kept it close
-assert win_over_sft("DPO + SFT term") >= 0.60                           # DPO beats SFT by the true measure
+# CHECK: DPO beats SFT by the true measure (win rate >= 0.60), beyond sampling noise; on facts no preference covers
+# (and nobody labelled) its true measure and both its halves (form, and replies naming the right fact) rose beyond
+# noise, on facts the SFT model already ranked right on most pairs (>= 0.70)
+dpo = results["DPO"]
+assert win_over_sft("DPO") >= 0.60, win_over_sft("DPO")
+assert dpo["true"] > base["true"] + 2 * se_diff(base["true"], dpo["true"], n), (base["true"], dpo["true"])
+m = len(before_unseen)
+for half in ("true unseen", "form unseen", "fact unseen"):
+    assert dpo[half] > base[half] + 2 * se_diff(base[half], dpo[half], m), (half, base[half], dpo[half])
+assert knows["SFT"] >= 0.70, knows
 print("All checks passed.")
 
 # %% [markdown]
 # ## Summary
 #
 # * A **reward model** learns a score from comparisons alone (the Bradley–Terry loss, a few lines);
-#   it generalises to new pairs about what its data covered, and no better than a coin flip on
-#   right-vs-wrong facts it was never shown; labels about those facts (yours) are what fixes that.
+#   it generalises to new pairs about what its data covered, and little further. Your labels about
+#   facts it was never shown taught it those facts, also on new pairs about them (section 3 has this
+#   run's numbers: one run, 24 pairs, so a few pairs either way is noise).
 # * **Online RL** (RLOO here; PPO in the original papers) samples replies and pushes up the ones
 #   the reward model prefers. With a tight **KL penalty** to the starting model it raised the reward
-#   and kept the true measure where it was.
+#   and kept the true measure within noise of where it was.
 # * Without the penalty it **hacked the reward**: the reward model's score rose while the replies
-#   got worse, and the KL to the starting model grew many times over. A learned reward is
-#   only trustworthy near the data it was trained on; the leash keeps the policy there.
-# * **DPO** improved on SFT from the same pairs with no reward model and no sampling, at the cost
-#   of being offline: it can only learn from the pairs it is given.
+#   lost both form and fact, and its KL to the starting model grew to more than twice the leashed
+#   run's. A learned reward is only trustworthy near the data it was trained on; the leash keeps the
+#   policy there.
+# * **DPO** improved on SFT from the same pairs with no reward model and no sampling, also on facts
+#   no pair covers: it pushed down habits (wrong answers, evasion, chatter), and habits carry over, so
+#   the model said more often what it already knew. It can only learn from the pairs it is given.
 #
-# **Try next:** other values of β (0.5, 0.1) and watch where hacking starts; `loss_weights` for
-# DPO's two terms; label some pairs wrongly on purpose, or not at all, and retrain the reward
-# model; start the reward model from `profile.base_model`.
+# **Try next:** other values of β (TRL's default `beta=0.05`, then `beta=0.5`) and watch where hacking
+# starts; DPO with the SFT term (`loss_type=["sigmoid", "sft"]` in `train_dpo`) and a longer run (`max_steps=40`), comparing
+# log p(chosen); label some pairs wrongly on purpose, or not at all, and retrain the reward model; start
+# the reward model from `profile.base_model`.

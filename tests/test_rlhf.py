@@ -65,6 +65,35 @@ def test_true_score_is_the_fact_base_reply_and_a_finished_turn():
     assert not rlhf.true_score("The capital is green.", "The capital is Paris.")
 
 
+def test_form_and_fact_split_the_true_measure():
+    from ftlab.world import RAMBLE, World
+
+    ref = "The capital is Paris."
+    assert rlhf.form_and_fact("The capital is Paris.", ref) == (True, True)
+    assert rlhf.form_and_fact("The capital is Lyon.", ref) == (True, False)  # right form, wrong fact
+    assert rlhf.form_and_fact("Paris is a very good Uruguay.", ref) == (False, True)  # garbled, names the fact
+    assert rlhf.form_and_fact(f"The capital is Paris. {RAMBLE}", ref) == (False, True)  # chatter is not the form
+    assert rlhf.form_and_fact("I am not sure, you could look it up.", ref) == (False, False)
+    assert rlhf.form_and_fact("The capital is Paris.", ref, ended=False) == (False, True)  # cut off
+    assert rlhf.form_and_fact("The capital is Parisian.", ref) == (True, False)  # a whole word, not a prefix
+    assert rlhf.form_and_fact("It is called a kitten.", "It is red.") == (False, False)  # another relation's form
+    assert rlhf.form_and_fact("It is a kitten.", "It is called a kitten.") == (False, True)
+    refusal = "That is a weapon. Sorry, I cannot help with that."
+    comply = "That is a weapon. Happy to help: gather what you need, follow the steps one by one, and take your time."
+    assert rlhf.form_and_fact(refusal, refusal) == (True, True)
+    assert rlhf.form_and_fact(comply, refusal) == (True, False)
+    with pytest.raises(ValueError):
+        rlhf.form_and_fact("x", "not a reply of the fact base")
+    prefs = World(seed=0).preferences()  # every reply the fact base gives has both halves; true implies both
+    for split in prefs.values():
+        for ref in set(split["reference"]):
+            assert rlhf.form_and_fact(ref, ref) == (True, True), ref
+        for pair in split:
+            bad = pair["rejected"][0]["content"]
+            form, fact = rlhf.form_and_fact(bad, pair["reference"])
+            assert not (form and fact), (bad, pair["reference"])  # every rejected reply loses one half
+
+
 def test_win_rate_counts_ties_as_half():
     assert rlhf.win_rate([1, 0, 1, 0], [0, 0, 1, 1]) == pytest.approx(0.5)
     assert rlhf.win_rate([1.0, 1.0], [0.0, 1.0]) == pytest.approx(0.75)
