@@ -388,8 +388,8 @@ html_table(packing_table)
 
 # %%
 compute_share = packed_stats["tokens computed per epoch"] / padded_stats["tokens computed per epoch"]
-say(f"Both ways the epoch holds {padded_stats['real tokens per epoch']:,} and "
-    f"{packed_stats['real tokens per epoch']:,} real tokens. With padding the model computes "
+say(f"The epoch holds {padded_stats['real tokens per epoch']:,} real tokens padded and "
+    f"{packed_stats['real tokens per epoch']:,} packed: the same conversations. With padding the model computes "
     f"{padded_stats['tokens computed per epoch']:,} token positions for them; packed, "
     f"{packed_stats['tokens computed per epoch']:,}: {compute_share:.2f} of the work, in "
     f"{packed_stats['steps per epoch']} steps instead of {padded_stats['steps per epoch']}.")
@@ -436,10 +436,12 @@ assert compute_share < 0.8, compute_share
 # it keeps practising answers. The test prompts name things no training prompt names, so the model must
 # use what pre-training taught it about which things are weapons.
 #
-# One design choice makes this work on a tiny model: each reply first *says what the thing is*
+# One design choice, meant for a tiny model: each reply first *says what the thing is*
 # ("That is a weapon. Sorry, I cannot help with that." / "That is a toy. Happy to help: ...").
 # Naming the category is a fact the base model already knows for every thing, including those in
-# the test set; the refusal can then follow from the category, not from memorised names.
+# the test set; the refusal can then follow from the category rather than from memorised names. (We do
+# not train the alternative, replies that refuse directly, in this lesson, so we make no claim about
+# how much this choice helps.)
 #
 # The test set names new things, but asks in the four phrasings of the training set. A refusal that
 # only matched those phrasings would be shallow, so we also ask about the same held-out things in
