@@ -126,7 +126,8 @@ def assistant_labels(tokenizer, messages: list[dict]) -> tuple[list[int], list[i
     """Token ids of a conversation and labels that keep only the assistant's tokens (others -100).
 
     An assistant turn starts where the template's generation prompt ends, and runs through the
-    end-of-turn token, which must be learned too, or the model never learns to stop.
+    end-of-turn token, which must be learned too, or the model never learns to write it. Labels are not
+    shifted: a kept label is the token's own id (the model shifts by one inside its loss).
     """
     from ftlab.generation import end_of_turn_id
 

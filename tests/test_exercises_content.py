@@ -114,6 +114,16 @@ def _stream_pack(sequences, block):
     return [stream[i:i + block] for i in range(0, len(stream) - block + 1, block)]
 
 
+def test_ex2_q1_labels_shifted_by_one_fail_and_the_hint_says_so():
+    from ftlab.formatting import assistant_labels
+
+    def loss_labels(tokenizer, messages):
+        ids, labels = assistant_labels(tokenizer, messages)
+        return ids, labels[1:] + [-100]  # the next token's id at each position: the model shifts, not the labels
+
+    _fails("02_sft_formatting", "q1", {"loss_labels": loss_labels}, "shifted by one")
+
+
 def test_ex2_q3_packing_across_conversations_fails():
     def pack(lengths, block):
         return _stream_pack([[i] * n for i, n in enumerate(lengths)], block)

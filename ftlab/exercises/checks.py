@@ -229,6 +229,9 @@ def labels_match_the_reference(ns):
     assert ids == ref_ids, "the token ids differ from the chat template's (use the whole conversation, tokenized)"
     assert len(labels) == len(ids), f"{len(labels)} labels for {len(ids)} tokens: one label per token"
     wrong = [j for j, (a, b) in enumerate(zip(labels, ref_labels)) if a != b]
+    if wrong and (labels[:-1] == ref_labels[1:] or labels[1:] == ref_labels[:-1]):
+        raise AssertionError("your labels are the reference shifted by one position: labels are the input ids "
+                             "themselves (labels[i] = ids[i] or -100); the model shifts them inside its loss")
     if wrong:
         j = wrong[0]
         token = tok.convert_ids_to_tokens(ids[j])
@@ -237,7 +240,8 @@ def labels_match_the_reference(ns):
                              f"the first is position {j} (token {token!r}), which {what}")
 
 
-@_check(E2, "q1", "the end-of-turn token after each reply must be in the loss, or the model never learns to stop.")
+@_check(E2, "q1", "the end-of-turn token after each reply must be in the loss, or the model never learns to write it, "
+                  "and a chat loop that stops at <|im_end|> runs on (lesson 2, section 3).")
 def end_of_turn_is_learned(ns):
     from ftlab.generation import end_of_turn_id
 
