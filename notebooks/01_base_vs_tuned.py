@@ -108,7 +108,7 @@ for text, title in [(plain, "plain text: 'The capital of France is'"), (template
 # The chat model starts its reply.
 #
 # We can measure this over many facts with the **surprise** a model shows at a piece of text:
-# −log p, in nats (0 = certain; each extra nat makes the text e times less likely, `e ≈ 2.72`). A chat reply
+# −log p, in nats (0 = certain; each extra nat makes the text e times less likely, e being Euler's number). A chat reply
 # such as `The capital is Lima.<|im_end|>` has three parts, and we score each apart:
 #
 # * the **fact**: the tokens of ` Lima` only, after `The capital of Peru is` (plain text) or after the
