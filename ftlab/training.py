@@ -120,7 +120,9 @@ def sft_trainer_class() -> type:
                     or not ("attention_mask" in inputs or "position_ids" in inputs))
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-            missing = _trl_private_missing(self)
+            missing = self.__dict__.get("_ftlab_trl_missing")
+            if missing is None:  # once per trainer, at its first loss: the attributes do not come and go
+                missing = self._ftlab_trl_missing = _trl_private_missing(self)
             if missing:
                 if tuple(missing) not in _warned_missing:
                     _warned_missing.add(tuple(missing))
