@@ -1,6 +1,7 @@
 # `make lab`  : set everything up (first time only) and open the course in JupyterLab
 # `make test` : set everything up (first time only) and run the whole test suite
 # `make test-real`: the gpu profile's library code on a real SmolLM2-135M-Instruct from PyPI, on the CPU
+# `make test-real-lessons`: lessons 2 on, gpu profile's code path on the CPU, real SmolLM2, smoke budget (a release check)
 # `make test-compat`: unit + widget tests and lesson 1 on the oldest declared versions (.ci/oldest.txt)
 # `make nbgrader-env`: nbgrader in an environment of its own, for tests/test_nbgrader_compat.py
 PYTHON ?= python3
@@ -14,7 +15,7 @@ STAMP  := $(VENV)/.ftlab-installed
 GOMP_SPINCOUNT ?= 10000
 export GOMP_SPINCOUNT
 
-.PHONY: lab test test-real test-compat install nbgrader-env
+.PHONY: lab test test-real test-real-lessons test-compat install nbgrader-env
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +42,13 @@ test: $(STAMP) nbgrader-env
 test-real: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[real]"
 	FTLAB_TEST_REAL=1 $(BIN)/python -m pytest tests/real
+
+# a release check, not in CI (it takes longer than CI's budget leaves: see README.md): every lesson from 2 on, top
+# to bottom, with FTLAB_PROFILE=gpu FTLAB_DEVICE=cpu on the real SmolLM2-135M-Instruct, 3 steps per training run;
+# executed notebooks land in build/real-lessons/
+test-real-lessons: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[real]"
+	FTLAB_TEST_REAL_LESSONS=1 $(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -s -v tests/real_lessons
 
 COMPAT       := .venv-compat
 COMPAT_STAMP := $(COMPAT)/.ftlab-installed

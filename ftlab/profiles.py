@@ -5,6 +5,10 @@
 natively (bf16 autocast), else in fp16 (a T4: fp16 autocast with loss scaling). In both, what trains
 is fp32 (``Profile.prepare``) and a frozen base stays 16-bit. ``FTLAB_PROFILE=cpu|gpu`` overrides the choice;
 ``FTLAB_BASE_MODEL`` / ``FTLAB_CHAT_MODEL`` swap in another base/chat pair (hub ids or folders).
+
+Release checks without a GPU (``make test-real-lessons``): ``FTLAB_PROFILE=gpu FTLAB_DEVICE=cpu`` runs the gpu
+profile's code path (16-bit weights, fp32 trainables, bf16 autocast) on the CPU, and ``FTLAB_SMOKE_STEPS=N``
+caps every training run at N steps and reports, instead of raising, a lesson check that fails (``ftlab.smoke``).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ class Profile:
     steps: dict[str, int] = field(default_factory=dict)
     learning_rates: dict[str, float] = field(default_factory=dict)  # full fine-tuning ("sft") and "lora"
     seed: int = 0
+    smoke_steps: int | None = None  # FTLAB_SMOKE_STEPS: every training run capped at this many steps
 
     @property
     def torch_dtype(self):
@@ -92,10 +97,17 @@ class Profile:
         return model
 
     def describe(self) -> str:
-        return (f"ftlab profile '{self.name}' ({self.reason}): base {model_label(self.base_model)} / chat "
+        text = (f"ftlab profile '{self.name}' ({self.reason}): base {model_label(self.base_model)} / chat "
                 f"{model_label(self.chat_model)} on {self.device}, {self.dtype}"
                 f"{' + ' + self.mixed_precision + ' autocast' if self.mixed_precision else ''}"
                 f"{', offline' if self.offline else ''}.")
+        if self.base_model == self.chat_model:
+            text += (" No pretrained-only base model is available here, so the chat model stands in for the base: "
+                     "what the lesson says about the base model does not apply to this run.")
+        if self.smoke_steps:
+            text += (f" Smoke run (FTLAB_SMOKE_STEPS={self.smoke_steps}): every training run stops after "
+                     f"{self.smoke_steps} steps, and a check that fails is reported, not raised.")
+        return text
 
     def models(self) -> str:
         """Which model is the base (pretrained only) and which the chat model (instruction-tuned), in words."""
@@ -141,11 +153,15 @@ def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
     if requested is not None and requested not in PROFILES:
         raise ValueError(f"Unknown profile {requested!r}: use one of {', '.join(PROFILES)} "
                          "(or unset FTLAB_PROFILE to choose from the hardware).")
-    if requested == "gpu" and not has_cuda:
+    forced_cpu = _forced_cpu()
+    if requested == "gpu" and not has_cuda and not forced_cpu:
         raise RuntimeError("The 'gpu' profile needs a CUDA GPU and none is visible. "
                            "Use FTLAB_PROFILE=cpu, or on Colab pick Runtime > Change runtime type > GPU.")
     name = requested or ("gpu" if has_cuda else "cpu")
-    chosen = _profile(name, requested, has_cuda, seed)
+    chosen = _profile(name, requested, has_cuda and not forced_cpu, seed)
+    smoke = _smoke_steps()
+    if smoke:
+        chosen = replace(chosen, smoke_steps=smoke)
     # FTLAB_BASE_MODEL / FTLAB_CHAT_MODEL: another pair (a hub id or a local folder), same code path
     chosen = replace(chosen, base_model=os.environ.get("FTLAB_BASE_MODEL", chosen.base_model),
                      chat_model=os.environ.get("FTLAB_CHAT_MODEL", chosen.chat_model))
@@ -154,6 +170,23 @@ def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
     if small is not None:
         chosen = replace(chosen, learning_rates=dict(CPU_LR if small < SMALL_MODEL else GPU_LR))
     return chosen
+
+
+def _forced_cpu() -> bool:
+    """``FTLAB_DEVICE=cpu``: the gpu profile's code path on the CPU (a release check; see the module docstring)."""
+    device = os.environ.get("FTLAB_DEVICE", "").strip().lower()
+    if device not in ("", "cpu", "cuda"):
+        raise ValueError(f"FTLAB_DEVICE={device!r}: use cpu (the gpu profile's code path on the CPU), or unset it.")
+    return device == "cpu"
+
+
+def _smoke_steps() -> int | None:
+    raw = os.environ.get("FTLAB_SMOKE_STEPS", "").strip()
+    if not raw:
+        return None
+    if not raw.isdigit() or int(raw) < 1:
+        raise ValueError(f"FTLAB_SMOKE_STEPS={raw!r}: give a whole number of training steps, at least 1, or unset it.")
+    return int(raw)
 
 
 SMALL_MODEL = 50_000_000  # parameters; below this a model gets the tiny models' learning rates
@@ -185,6 +218,11 @@ def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Pro
     if not has_cuda and "google.colab" in sys.modules:
         reason = ("this Colab runtime has no GPU, so the lesson runs on the bundled tiny models; for real models "
                   "pick Runtime > Change runtime type > T4 GPU and run the notebook again")
+    if name == "gpu" and _forced_cpu():
+        # the gpu profile's code path on the CPU: 16-bit weights, fp32 trainables, bf16 autocast (which CPUs run)
+        return Profile("gpu", f"{reason} with FTLAB_DEVICE=cpu: the gpu profile's code path on the CPU", "cpu",
+                       "bfloat16", "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
+                       mixed_precision="bf16", steps=dict(GPU_STEPS), learning_rates=dict(GPU_LR), seed=seed)
     if name == "cpu":
         return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
                        steps=dict(CPU_STEPS), learning_rates=dict(CPU_LR), seed=seed)
@@ -231,6 +269,10 @@ def setup(profile: str | None = None, seed: int = 0, quiet: bool = False) -> Pro
     if chosen.device == "cpu":
         torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS") or os.cpu_count() or 1)))
     seed_everything(seed)
+    if chosen.smoke_steps:
+        from ftlab.smoke import install
+
+        install(chosen.smoke_steps)
     if not quiet:
         if fallback:
             print(fallback)

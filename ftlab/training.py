@@ -167,6 +167,9 @@ def _base_args(profile, kind: str, overrides: dict) -> dict:
     if overrides.pop("quiet", False):
         args["disable_tqdm"] = True
     args.update(overrides)
+    if profile.smoke_steps:  # a smoke run (FTLAB_SMOKE_STEPS): every run stops early, whatever it asked for
+        args["max_steps"] = min(args["max_steps"], profile.smoke_steps)
+        args["warmup_steps"] = min(args.get("warmup_steps") or 0, profile.smoke_steps - 1)
     return args
 
 
